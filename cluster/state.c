@@ -1,0 +1,336 @@
+/* Cluster state: construction, snapshots, digest and apply(). Pure. */
+#include "cluster/state.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <nettle/sha2.h>
+
+static char *dup_str(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+/* Replaces a string field; proto3 defaults point at a shared empty string
+ * that must never be freed. */
+static int set_str(char **field, const char *value)
+{
+	char *copy = dup_str(value);
+
+	if (!copy)
+		return -ENOMEM;
+	if (*field && *field != protobuf_c_empty_string)
+		free(*field);
+	*field = copy;
+	return 0;
+}
+
+cluster_state *cluster_state_new(const char *cluster_name)
+{
+	cluster_state *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	vireo__cluster_state__init(st);
+	if (set_str(&st->cluster_name, cluster_name) < 0) {
+		free(st);
+		return NULL;
+	}
+	st->next_event_seq = 1;
+	return st;
+}
+
+void cluster_state_free(cluster_state *st)
+{
+	if (st)
+		protobuf_c_message_free_unpacked(&st->base, NULL);
+}
+
+int cluster_state_pack(const cluster_state *st, uint8_t **buf, size_t *len)
+{
+	size_t n = vireo__cluster_state__get_packed_size(st);
+	uint8_t *b = malloc(n ? n : 1);
+
+	if (!b)
+		return -ENOMEM;
+	*len = vireo__cluster_state__pack(st, b);
+	*buf = b;
+	return 0;
+}
+
+int cluster_state_unpack(const uint8_t *buf, size_t len, cluster_state **out)
+{
+	cluster_state *st = vireo__cluster_state__unpack(NULL, len, buf);
+
+	if (!st)
+		return -EINVAL;
+	*out = st;
+	return 0;
+}
+
+int cluster_state_copy(const cluster_state *st, cluster_state **out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = cluster_state_pack(st, &buf, &len);
+
+	if (rc < 0)
+		return rc;
+	rc = cluster_state_unpack(buf, len, out);
+	free(buf);
+	return rc == -EINVAL ? -ENOMEM : rc;
+}
+
+int cluster_state_digest(const cluster_state *st, struct cluster_digest *d)
+{
+	struct sha256_ctx ctx;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = cluster_state_pack(st, &buf, &len);
+
+	if (rc < 0)
+		return rc;
+	sha256_init(&ctx);
+	sha256_update(&ctx, len, buf);
+	sha256_digest(&ctx, sizeof(d->bytes), d->bytes);
+	free(buf);
+	return 0;
+}
+
+void cluster_digest_hex(const struct cluster_digest *d, char out[2 * CLUSTER_DIGEST_LEN + 1])
+{
+	for (size_t i = 0; i < CLUSTER_DIGEST_LEN; i++)
+		snprintf(out + 2 * i, 3, "%02x", d->bytes[i]);
+}
+
+Vireo__NodeInfo *cluster_state_node(const cluster_state *st, uint32_t id)
+{
+	for (size_t i = 0; i < st->n_nodes; i++)
+		if (st->nodes[i]->id == id)
+			return st->nodes[i];
+	return NULL;
+}
+
+static const Vireo__NodeInfo *node_by_name(const cluster_state *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_nodes; i++)
+		if (strcmp(st->nodes[i]->name, name) == 0)
+			return st->nodes[i];
+	return NULL;
+}
+
+/* Inserts keeping nodes sorted by id, so equal states pack to equal bytes. */
+static int node_insert(cluster_state *st, uint32_t id, Vireo__NodeInfo **out)
+{
+	Vireo__NodeInfo **nodes;
+	Vireo__NodeInfo *n;
+	size_t pos = 0;
+
+	nodes = realloc(st->nodes, (st->n_nodes + 1) * sizeof(*nodes));
+	if (!nodes)
+		return -ENOMEM;
+	st->nodes = nodes;
+	if (!(n = calloc(1, sizeof(*n))))
+		return -ENOMEM;
+	vireo__node_info__init(n);
+	n->id = id;
+	while (pos < st->n_nodes && st->nodes[pos]->id < id)
+		pos++;
+	memmove(&st->nodes[pos + 1], &st->nodes[pos], (st->n_nodes - pos) * sizeof(*nodes));
+	st->nodes[pos] = n;
+	st->n_nodes++;
+	*out = n;
+	return 0;
+}
+
+/* Appends to the bounded event log, dropping the oldest entry when full. */
+static int event_add(cluster_state *st, int64_t time_ms, uint32_t node, const char *text)
+{
+	Vireo__Event *ev = calloc(1, sizeof(*ev));
+	int rc = -ENOMEM;
+
+	if (!ev)
+		goto cleanup;
+	vireo__event__init(ev);
+	if (set_str(&ev->text, text) < 0)
+		goto cleanup;
+	ev->seq = st->next_event_seq;
+	ev->time_ms = time_ms;
+	ev->node = node;
+	if (st->n_events == CLUSTER_EVENT_LOG_MAX) {
+		protobuf_c_message_free_unpacked(&st->events[0]->base, NULL);
+		memmove(&st->events[0], &st->events[1], (st->n_events - 1) * sizeof(ev));
+		st->n_events--;
+	} else {
+		Vireo__Event **events = realloc(st->events, (st->n_events + 1) * sizeof(ev));
+		if (!events)
+			goto cleanup;
+		st->events = events;
+	}
+	st->events[st->n_events++] = ev;
+	st->next_event_seq++;
+	ev = NULL;
+	rc = 0;
+cleanup:
+	if (ev)
+		protobuf_c_message_free_unpacked(&ev->base, NULL);
+	return rc;
+}
+
+static int event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
+{
+	char text[CLUSTER_TEXT_MAX + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	return event_add(st, time_ms, node, text);
+}
+
+static int valid_name(const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	if (len == 0 || len > CLUSTER_NAME_MAX)
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			return 0;
+	return 1;
+}
+
+static int apply_announce(cluster_state *st, const Vireo__Op *op)
+{
+	const Vireo__NodeAnnounce *a = op->node_announce;
+	const Vireo__NodeInfo *same_name;
+	Vireo__NodeInfo *n;
+	int is_new = 0;
+	int rc;
+
+	if (a->id == 0 || !valid_name(a->name) || strlen(a->address) > CLUSTER_NAME_MAX ||
+	    strlen(a->version) > CLUSTER_NAME_MAX)
+		return -EINVAL;
+	same_name = node_by_name(st, a->name);
+	if (same_name && same_name->id != a->id)
+		return -EINVAL;
+	if (!(n = cluster_state_node(st, a->id))) {
+		if ((rc = node_insert(st, a->id, &n)) < 0)
+			return rc;
+		is_new = 1;
+	}
+	if ((rc = set_str(&n->name, a->name)) < 0 || (rc = set_str(&n->address, a->address)) < 0 ||
+	    (rc = set_str(&n->version, a->version)) < 0)
+		return rc;
+	n->cpus = a->cpus;
+	n->memory_mib = a->memory_mib;
+	if (is_new)
+		return event_addf(st, op->time_ms, a->id, "node %s (id %u, %s) joined the cluster",
+				  a->name, a->id, a->address);
+	return 0;
+}
+
+static int apply_membership(cluster_state *st, const Vireo__Op *op)
+{
+	const Vireo__NodeMembership *m = op->node_membership;
+	Vireo__NodeInfo *n = cluster_state_node(st, m->id);
+
+	if (!n)
+		return -EINVAL;
+	if (n->online == m->online)
+		return -EALREADY;
+	n->online = m->online;
+	if (m->online)
+		n->joined_at_ms = op->time_ms;
+	else
+		n->left_at_ms = op->time_ms;
+	return event_addf(st, op->time_ms, m->id, "node %s (id %u) is %s", n->name, n->id,
+			  m->online ? "online" : "offline");
+}
+
+static int apply_manager(cluster_state *st, const Vireo__Op *op)
+{
+	uint32_t id = op->manager_change->manager;
+	const Vireo__NodeInfo *n = cluster_state_node(st, id);
+
+	if (!n)
+		return -EINVAL;
+	if (st->manager == id)
+		return -EALREADY;
+	st->manager = id;
+	return event_addf(st, op->time_ms, id, "node %s (id %u) is now the manager", n->name, id);
+}
+
+static int apply_note(cluster_state *st, const Vireo__Op *op)
+{
+	const char *text = op->event_note->text;
+	size_t len = strlen(text);
+
+	if (len == 0 || len > CLUSTER_TEXT_MAX)
+		return -EINVAL;
+	return event_add(st, op->time_ms, op->origin, text);
+}
+
+static int apply_config(cluster_state *st, const Vireo__Op *op)
+{
+	const char *name = op->cluster_config->cluster_name;
+	int rc;
+
+	if (!valid_name(name))
+		return -EINVAL;
+	if ((rc = set_str(&st->cluster_name, name)) < 0)
+		return rc;
+	st->config_version++;
+	return event_addf(st, op->time_ms, op->origin, "cluster name set to %s", name);
+}
+
+int cluster_apply(cluster_state *st, const Vireo__Op *op)
+{
+	int rc;
+
+	switch (op->body_case) {
+	case VIREO__OP__BODY_NODE_ANNOUNCE:
+		rc = apply_announce(st, op);
+		break;
+	case VIREO__OP__BODY_NODE_MEMBERSHIP:
+		rc = apply_membership(st, op);
+		break;
+	case VIREO__OP__BODY_MANAGER_CHANGE:
+		rc = apply_manager(st, op);
+		break;
+	case VIREO__OP__BODY_EVENT_NOTE:
+		rc = apply_note(st, op);
+		break;
+	case VIREO__OP__BODY_NOOP:
+		rc = 0;
+		break;
+	case VIREO__OP__BODY_CLUSTER_CONFIG:
+		rc = apply_config(st, op);
+		break;
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	if (rc == 0)
+		st->version++;
+	return rc;
+}
+
+const char *cluster_op_name(const Vireo__Op *op)
+{
+	switch (op->body_case) {
+	case VIREO__OP__BODY_NODE_ANNOUNCE: return "node-announce";
+	case VIREO__OP__BODY_NODE_MEMBERSHIP: return "node-membership";
+	case VIREO__OP__BODY_MANAGER_CHANGE: return "manager-change";
+	case VIREO__OP__BODY_EVENT_NOTE: return "event-note";
+	case VIREO__OP__BODY_NOOP: return "noop";
+	case VIREO__OP__BODY_CLUSTER_CONFIG: return "cluster-config";
+	default: return "unknown";
+	}
+}

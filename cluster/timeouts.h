@@ -1,0 +1,54 @@
+/* Every cluster timeout of vireo, derived from one number: the corosync
+ * token timeout (runtime.config.totem.token, read from cmap at start).
+ *
+ * Timeline of a host that dies at t=0, with token T (lab: T = 1000 ms,
+ * token_coefficient 0, measured in shared/feasibility):
+ *
+ *   t = 0            host dies; its token stops circulating
+ *   t ~ T            token lost: corosync starts forming a new ring
+ *   t ~ T + consensus (1.2 T)  new ring, CPG confchg delivered:
+ *                    detection = VIREO_DETECTION_MS(T), ~2.2 T (2.2 s measured)
+ *   t + sync         survivors exchange SyncHello; with equal digests the
+ *                    round ends after one multicast round trip
+ *   t + report       the manager (lowest quorate node id) records the host
+ *                    offline in the cluster log
+ *
+ * A node that loses corosync altogether reconnects with backoff between
+ * VIREO_RECONNECT_MIN_MS(T) and VIREO_RECONNECT_MAX_MS(T).
+ *
+ * All macros take the token in milliseconds and give milliseconds. */
+#ifndef VIREO_CLUSTER_TIMEOUTS_H
+#define VIREO_CLUSTER_TIMEOUTS_H
+
+#include <stdint.h>
+
+/* Used when cmap cannot tell us (corosync's own default). */
+#define VIREO_DEFAULT_TOKEN_MS 1000u
+
+/* corosync's consensus defaults to 1.2 x token; detection is token + consensus. */
+#define VIREO_CONSENSUS_MS(t)      ((uint32_t)((t) * 12u / 10u))
+#define VIREO_DETECTION_MS(t)      ((t) + VIREO_CONSENSUS_MS(t))
+
+/* A sync round that has not finished in one detection time is stuck (a
+ * member died mid-round without corosync noticing yet); it is restarted. */
+#define VIREO_SYNC_STUCK_MS(t)     VIREO_DETECTION_MS(t)
+
+/* How often a member reports its digest while its state is changing; at most
+ * this stale, so vireo status converges well inside one token. */
+#define VIREO_DIGEST_REPORT_MS(t)  ((t) / 5u)
+
+/* Reconnecting to a restarted corosync: start fast, back off to one token. */
+#define VIREO_RECONNECT_MIN_MS(t)  ((t) / 10u)
+#define VIREO_RECONNECT_MAX_MS(t)  (t)
+
+/* CPG flow control (CS_ERR_TRY_AGAIN): retry queued sends after this. */
+#define VIREO_SEND_RETRY_MS(t)     ((t) / 100u ? (t) / 100u : 1u)
+
+/* Persisting state is coalesced: at most this long after a change. */
+#define VIREO_PERSIST_DELAY_MS(t)  ((t) / 20u)
+
+/* A client request that proposes operations gives up after this long
+ * without them being applied (e.g. membership churn). */
+#define VIREO_REQUEST_TIMEOUT_MS(t) (10u * (t))
+
+#endif

@@ -1,0 +1,285 @@
+/* Plugs the corosync connection and the replicated state machine into the
+ * main loop: fds, reconnect with backoff, the engine's tick, coalesced
+ * persistence of the state. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+#include <qb/qblog.h>
+
+#include "build-config.h"
+#include "cluster/persist.h"
+#include "cluster/timeouts.h"
+#include "node/daemon.h"
+
+#define NS_PER_MS 1000000ull
+
+uint64_t node_now_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / NS_PER_MS;
+}
+
+uint64_t node_now_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int64_t node_now_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / (long)NS_PER_MS;
+}
+
+static void schedule_reconnect(struct node_daemon *d);
+static void schedule_tick(struct node_daemon *d);
+
+int node_persist_now(struct node_daemon *d)
+{
+	const cluster_state *st = d->engine ? cluster_engine_state(d->engine) : d->loaded_state;
+	int rc;
+
+	d->persist_pending = false;
+	if (!st)
+		return 0;
+	rc = cluster_persist_save(d->cfg.state_dir, st);
+	if (rc < 0)
+		qb_log(LOG_ERR, "cannot save the cluster state in %s: %s; the state is kept in "
+		       "memory and on the other members, free space there", d->cfg.state_dir,
+		       strerror(-rc));
+	return rc;
+}
+
+static void persist_timer_fired(void *data)
+{
+	node_persist_now(data);
+}
+
+static void on_state_changed(void *ctx)
+{
+	struct node_daemon *d = ctx;
+
+	if (d->persist_pending)
+		return;
+	d->persist_pending = true;
+	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_PERSIST_DELAY_MS(d->token_ms) * NS_PER_MS,
+			  d, persist_timer_fired, &d->persist_timer);
+}
+
+static int on_mcast(void *ctx, const uint8_t *buf, size_t len)
+{
+	struct node_daemon *d = ctx;
+
+	if (!d->coro)
+		return -ENOTCONN;
+	return cluster_corosync_mcast(d->coro, buf, len);
+}
+
+static int64_t on_now(void *ctx)
+{
+	return node_now_wall_ms();
+}
+
+static void on_applied(void *ctx, const Vireo__Op *op, int rc)
+{
+	node_requests_applied(ctx, op, rc);
+}
+
+static void on_deliver(void *ctx, uint32_t nodeid, const uint8_t *buf, size_t len)
+{
+	struct node_daemon *d = ctx;
+
+	cluster_engine_deliver(d->engine, nodeid, buf, len);
+}
+
+static void on_membership(void *ctx, const uint32_t *members, size_t n)
+{
+	struct node_daemon *d = ctx;
+
+	cluster_engine_membership(d->engine, members, n);
+}
+
+static void on_quorum(void *ctx, bool quorate)
+{
+	struct node_daemon *d = ctx;
+
+	cluster_engine_quorum(d->engine, quorate);
+}
+
+static void disconnect(struct node_daemon *d)
+{
+	int fds[CLUSTER_COROSYNC_FDS];
+
+	if (!d->coro)
+		return;
+	cluster_corosync_fds(d->coro, fds);
+	for (int i = 0; i < CLUSTER_COROSYNC_FDS; i++)
+		qb_loop_poll_del(d->loop, fds[i]);
+	cluster_corosync_close(d->coro);
+	d->coro = NULL;
+	if (d->engine)
+		cluster_engine_disconnected(d->engine);
+	node_requests_expire(d, true, "vireod lost its connection to corosync");
+}
+
+static int32_t corosync_ready(int32_t fd, int32_t revents, void *data)
+{
+	struct node_daemon *d = data;
+
+	if (cluster_corosync_dispatch(d->coro, fd) < 0) {
+		qb_log(LOG_ERR, "corosync went away; reconnecting");
+		disconnect(d);
+		d->reconnect_ms = VIREO_RECONNECT_MIN_MS(d->token_ms);
+		schedule_reconnect(d);
+		return 0;    /* disconnect() already removed the fds */
+	}
+	schedule_tick(d);
+	return 0;
+}
+
+static int create_engine(struct node_daemon *d)
+{
+	struct cluster_engine_env env = {
+		.ctx = d,
+		.mcast = on_mcast,
+		.now_ms = on_now,
+		.applied = on_applied,
+		.state_changed = on_state_changed,
+	};
+	struct cluster_local_facts facts = {
+		.id = cluster_corosync_local_id(d->coro),
+		.name = d->cfg.node_name,
+		.address = cluster_corosync_local_address(d->coro),
+		.cpus = d->cpus,
+		.memory_mib = d->memory_mib,
+		.version = PACKAGE_VERSION,
+	};
+	int rc = cluster_engine_new(&facts, d->loaded_state, &env, &d->engine);
+
+	if (rc == 0)
+		d->loaded_state = NULL;
+	return rc;
+}
+
+static int try_connect(struct node_daemon *d)
+{
+	struct cluster_corosync_callbacks cb = {
+		.ctx = d,
+		.deliver = on_deliver,
+		.membership = on_membership,
+		.quorum = on_quorum,
+	};
+	int fds[CLUSTER_COROSYNC_FDS];
+	int rc;
+
+	if ((rc = cluster_corosync_connect(d->cfg.cpg_group, &cb, &d->coro)) < 0)
+		return rc;
+	if (!d->cfg.token_ms)
+		d->token_ms = cluster_corosync_token_ms(d->coro);
+	if (!d->engine && (rc = create_engine(d)) < 0) {
+		cluster_corosync_close(d->coro);
+		d->coro = NULL;
+		return rc;
+	}
+	cluster_corosync_fds(d->coro, fds);
+	for (int i = 0; i < CLUSTER_COROSYNC_FDS; i++)
+		qb_loop_poll_add(d->loop, QB_LOOP_HIGH, fds[i], POLLIN, d, corosync_ready);
+	if (d->reconnects)
+		qb_log(LOG_NOTICE, "reconnected to corosync after %u attempts", d->reconnects);
+	d->reconnects = 0;
+	schedule_tick(d);
+	return 0;
+}
+
+static void reconnect_fired(void *data)
+{
+	struct node_daemon *d = data;
+	int rc = try_connect(d);
+
+	if (rc == 0)
+		return;
+	if (d->reconnects++ == 0 || d->reconnects % 20 == 0)
+		qb_log(LOG_WARNING, "cannot connect to corosync (%s); retrying every %u ms",
+		       strerror(-rc), VIREO_RECONNECT_MAX_MS(d->token_ms));
+	d->reconnect_ms *= 2;
+	if (d->reconnect_ms > VIREO_RECONNECT_MAX_MS(d->token_ms))
+		d->reconnect_ms = VIREO_RECONNECT_MAX_MS(d->token_ms);
+	schedule_reconnect(d);
+}
+
+static void schedule_reconnect(struct node_daemon *d)
+{
+	qb_loop_timer_add(d->loop, QB_LOOP_MED, (uint64_t)d->reconnect_ms * NS_PER_MS, d,
+			  reconnect_fired, &d->reconnect_timer);
+}
+
+static void tick_fired(void *data)
+{
+	struct node_daemon *d = data;
+
+	d->tick_timer = 0;
+	if (d->engine)
+		cluster_engine_tick(d->engine, node_now_mono_ms(), d->token_ms);
+	node_requests_expire(d, false, NULL);
+	schedule_tick(d);
+}
+
+/* Ticks fast while sends wait for flow control, slowly otherwise. */
+static void schedule_tick(struct node_daemon *d)
+{
+	bool busy = d->engine && cluster_engine_send_backlog(d->engine) > 0;
+	uint64_t ms = busy ? VIREO_SEND_RETRY_MS(d->token_ms) : VIREO_DIGEST_REPORT_MS(d->token_ms) / 2;
+
+	if (d->tick_timer) {
+		if (!busy)
+			return;
+		qb_loop_timer_del(d->loop, d->tick_timer);
+	}
+	qb_loop_timer_add(d->loop, QB_LOOP_MED, ms * NS_PER_MS, d, tick_fired, &d->tick_timer);
+}
+
+int node_cluster_start(struct node_daemon *d)
+{
+	int rc;
+
+	d->token_ms = d->cfg.token_ms ? d->cfg.token_ms : VIREO_DEFAULT_TOKEN_MS;
+	rc = cluster_persist_load(d->cfg.state_dir, &d->loaded_state);
+	if (rc == -ENOENT) {
+		qb_log(LOG_NOTICE, "no saved cluster state in %s: starting empty", d->cfg.state_dir);
+		if (!(d->loaded_state = cluster_state_new("")))
+			return -ENOMEM;
+	} else if (rc < 0) {
+		qb_log(LOG_CRIT, "cannot load the cluster state from %s/%s: %s; move the file away "
+		       "to start from the other members' copy", d->cfg.state_dir, CLUSTER_STATE_FILE,
+		       rc == -EINVAL ? "the file is corrupt" : strerror(-rc));
+		return rc;
+	} else {
+		qb_log(LOG_NOTICE, "loaded the cluster state: version %" PRIu64 ", %zu nodes",
+		       d->loaded_state->version, d->loaded_state->n_nodes);
+	}
+	rc = try_connect(d);
+	if (rc < 0) {
+		qb_log(LOG_WARNING, "corosync is not reachable yet (%s); retrying", strerror(-rc));
+		d->reconnect_ms = VIREO_RECONNECT_MIN_MS(d->token_ms);
+		schedule_reconnect(d);
+	}
+	return 0;
+}
+
+void node_cluster_stop(struct node_daemon *d)
+{
+	disconnect(d);
+	if (d->persist_pending)
+		node_persist_now(d);
+	cluster_engine_free(d->engine);
+	d->engine = NULL;
+	cluster_state_free(d->loaded_state);
+	d->loaded_state = NULL;
+}

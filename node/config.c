@@ -1,0 +1,208 @@
+#include "node/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+void node_config_defaults(struct node_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->node_name[0] = '\0';   /* required */
+	snprintf(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/vireo/state");
+	snprintf(cfg->log_file, sizeof(cfg->log_file), "/var/log/vireo/vireod.log");
+	cfg->log_level = LOG_INFO;
+	snprintf(cfg->cpg_group, sizeof(cfg->cpg_group), "vireo");
+	snprintf(cfg->ipc_name, sizeof(cfg->ipc_name), "vireo");
+	cfg->token_ms = 0;
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static const struct {
+	const char *name;
+	int level;
+} levels[] = {
+	{ "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },
+};
+
+static int set_string(char *field, size_t size, const char *value)
+{
+	if (value[0] == '\0' || strlen(value) >= size)
+		return -EINVAL;
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
+}
+
+static int valid_node_name(const char *v)
+{
+	if (!*v || strlen(v) > 64)
+		return 0;
+	for (; *v; v++)
+		if (!isalnum((unsigned char)*v) && *v != '-' && *v != '_' && *v != '.')
+			return 0;
+	return 1;
+}
+
+/* Returns 0, or -EINVAL with a sentence in err. */
+static int set_key(struct node_config *cfg, const char *key, const char *value,
+		   char *err, size_t errlen)
+{
+	if (strcmp(key, "node_name") == 0) {
+		if (!valid_node_name(value)) {
+			snprintf(err, errlen, "node_name must be 1-64 letters, digits, '-', '_' or '.'");
+			return -EINVAL;
+		}
+		return set_string(cfg->node_name, sizeof(cfg->node_name), value);
+	}
+	if (strcmp(key, "state_dir") == 0 || strcmp(key, "log_file") == 0) {
+		char *field = key[0] == 's' ? cfg->state_dir : cfg->log_file;
+		if (value[0] != '/' || set_string(field, sizeof(cfg->state_dir), value) < 0) {
+			snprintf(err, errlen, "%s must be an absolute path shorter than %zu characters",
+				 key, sizeof(cfg->state_dir));
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+			if (strcmp(value, levels[i].name) == 0) {
+				cfg->log_level = levels[i].level;
+				return 0;
+			}
+		}
+		snprintf(err, errlen, "log_level must be one of error, warning, notice, info, debug");
+		return -EINVAL;
+	}
+	if (strcmp(key, "cpg_group") == 0 || strcmp(key, "ipc_name") == 0) {
+		char *field = key[0] == 'c' ? cfg->cpg_group : cfg->ipc_name;
+		size_t size = key[0] == 'c' ? sizeof(cfg->cpg_group) : sizeof(cfg->ipc_name);
+		if (set_string(field, size, value) < 0 || strchr(value, '/')) {
+			snprintf(err, errlen, "%s must be a name without '/' shorter than %zu characters",
+				 key, size);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "token_ms") == 0) {
+		char *end;
+		unsigned long v;
+
+		if (strcmp(value, "auto") == 0) {
+			cfg->token_ms = 0;
+			return 0;
+		}
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno || *end || end == value || v < 100 || v > 60000) {
+			snprintf(err, errlen, "token_ms must be 'auto' or a number of milliseconds "
+				 "from 100 to 60000");
+			return -EINVAL;
+		}
+		cfg->token_ms = (uint32_t)v;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting '%s'", key);
+	return -EINVAL;
+}
+
+int node_config_parse(const char *path, const char *text, struct node_config *cfg,
+		      char *err, size_t errlen)
+{
+	char *copy = strdup(text);
+	char *line, *save = NULL;
+	char why[256];
+	unsigned lineno = 0;
+	int rc = 0;
+
+	if (!copy) {
+		snprintf(err, errlen, "out of memory reading %s", path);
+		return -ENOMEM;
+	}
+	/* strtok_r would merge empty lines and skew line numbers. */
+	for (line = copy; line; line = save) {
+		char *eq, *key, *value;
+
+		save = strchr(line, '\n');
+		if (save)
+			*save++ = '\0';
+		lineno++;
+		if ((eq = strchr(line, '#')))
+			*eq = '\0';
+		line = trim(line);
+		if (!*line)
+			continue;
+		if (!(eq = strchr(line, '='))) {
+			snprintf(err, errlen, "%s line %u: expected 'key = value', found '%s'",
+				 path, lineno, line);
+			rc = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		key = trim(line);
+		value = trim(eq + 1);
+		if (set_key(cfg, key, value, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s line %u: %s", path, lineno, why);
+			rc = -EINVAL;
+			break;
+		}
+	}
+	if (rc == 0 && !cfg->node_name[0]) {
+		snprintf(err, errlen, "%s: node_name is not set; set it to this host's corosync "
+			 "node name", path);
+		rc = -EINVAL;
+	}
+	free(copy);
+	return rc;
+}
+
+int node_config_load(const char *path, struct node_config *cfg, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read the configuration file %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	text = calloc(1, 65537);
+	if (!text) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory reading %s", path);
+		goto cleanup;
+	}
+	len = fread(text, 1, 65536, f);
+	if (ferror(f) || !feof(f)) {
+		rc = ferror(f) ? -EIO : -EFBIG;
+		snprintf(err, errlen, "cannot read the configuration file %s: %s", path,
+			 rc == -EFBIG ? "larger than 64 KiB" : "read error");
+		goto cleanup;
+	}
+	text[len] = '\0';
+	if (memchr(text, '\0', len)) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "%s is not a text file", path);
+		goto cleanup;
+	}
+	rc = node_config_parse(path, text, cfg, err, errlen);
+cleanup:
+	free(text);
+	fclose(f);
+	return rc;
+}

@@ -1,0 +1,30 @@
+/* /etc/vireo/vireo.conf: "key = value" lines, '#' comments. */
+#ifndef VIREO_NODE_CONFIG_H
+#define VIREO_NODE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_CONFIG_DEFAULT_PATH "/etc/vireo/vireo.conf"
+
+struct node_config {
+	char node_name[65];
+	char state_dir[256];
+	char log_file[256];
+	int log_level;            /* syslog priority: LOG_ERR .. LOG_DEBUG */
+	char cpg_group[128];      /* CPG group name; "vireo" unless several clusters share corosync */
+	char ipc_name[64];        /* libqb IPC service name the CLI connects to */
+	uint32_t token_ms;        /* 0 = read corosync's token from cmap */
+};
+
+void node_config_defaults(struct node_config *cfg);
+
+/* Parses text (from a file named path, for messages). On error returns
+ * -EINVAL and writes one sentence naming the line to err. */
+int node_config_parse(const char *path, const char *text, struct node_config *cfg,
+		      char *err, size_t errlen);
+
+/* Reads and parses the file; -errno when it cannot be read (with err set). */
+int node_config_load(const char *path, struct node_config *cfg, char *err, size_t errlen);
+
+#endif
