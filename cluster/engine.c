@@ -225,6 +225,7 @@ static void finish_round(struct cluster_engine *e, uint32_t winner)
 
 static void send_snapshot(struct cluster_engine *e)
 {
+	size_t chunk_bytes = e->env.chunk_bytes ? e->env.chunk_bytes : CLUSTER_SYNC_CHUNK_BYTES;
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	uint32_t count;
@@ -234,7 +235,7 @@ static void send_snapshot(struct cluster_engine *e)
 		qb_log(LOG_ERR, "cannot pack the state snapshot: out of memory");
 		return;
 	}
-	count = (uint32_t)((len + CLUSTER_SYNC_CHUNK_BYTES - 1) / CLUSTER_SYNC_CHUNK_BYTES);
+	count = (uint32_t)((len + chunk_bytes - 1) / chunk_bytes);
 	if (count == 0)
 		count = 1;
 	qb_log(LOG_INFO, "sending state snapshot: version %" PRIu64 ", %zu bytes in %u chunks",
@@ -242,8 +243,8 @@ static void send_snapshot(struct cluster_engine *e)
 	for (uint32_t i = 0; i < count; i++) {
 		Vireo__ClusterMessage msg = VIREO__CLUSTER_MESSAGE__INIT;
 		Vireo__SyncChunk chunk = VIREO__SYNC_CHUNK__INIT;
-		size_t off = (size_t)i * CLUSTER_SYNC_CHUNK_BYTES;
-		size_t n = len - off < CLUSTER_SYNC_CHUNK_BYTES ? len - off : CLUSTER_SYNC_CHUNK_BYTES;
+		size_t off = (size_t)i * chunk_bytes;
+		size_t n = len - off < chunk_bytes ? len - off : chunk_bytes;
 
 		chunk.from = e->facts.id;
 		chunk.version = e->state->version;

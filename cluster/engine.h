@@ -38,6 +38,8 @@ struct cluster_engine_env {
 	void (*state_changed)(void *ctx);
 	/* A sync round ended. */
 	void (*synced)(void *ctx);
+	/* Snapshot chunk size; 0 for CLUSTER_SYNC_CHUNK_BYTES (tests make it small). */
+	size_t chunk_bytes;
 };
 
 /* What this node is, announced to the cluster after it joins. */

@@ -1,0 +1,75 @@
+/* vireo.conf parsing: good files load, bad ones name the line. */
+#include <errno.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "node/config.h"
+#include "unit.h"
+
+static int parse(const char *text, struct node_config *cfg, char *err)
+{
+	node_config_defaults(cfg);
+	return node_config_parse("test.conf", text, cfg, err, 256);
+}
+
+START_TEST(good_config)
+{
+	struct node_config cfg;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse("# comment\n\nnode_name = n1  # trailing\nstate_dir=/s\n"
+			       "log_level = debug\ntoken_ms = 3000\n", &cfg, err), 0);
+	ck_assert_str_eq(cfg.node_name, "n1");
+	ck_assert_str_eq(cfg.state_dir, "/s");
+	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+	ck_assert_uint_eq(cfg.token_ms, 3000);
+	ck_assert_str_eq(cfg.ipc_name, "vireo");
+}
+END_TEST
+
+START_TEST(errors_name_the_line)
+{
+	struct node_config cfg;
+	char err[256];
+
+	ck_assert_int_eq(parse("node_name = n1\n\ncolour = blue\n", &cfg, err), -EINVAL);
+	ck_assert_str_eq(err, "test.conf line 3: unknown setting 'colour'");
+	ck_assert_int_eq(parse("node_name = n1\njust words\n", &cfg, err), -EINVAL);
+	ck_assert_str_eq(err, "test.conf line 2: expected 'key = value', found 'just words'");
+	ck_assert_int_eq(parse("node_name = n1\ntoken_ms = 5x\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: token_ms"));
+	ck_assert_int_eq(parse("node_name = n1\nstate_dir = relative\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: state_dir must be an absolute path"));
+	ck_assert_int_eq(parse("node_name = a/b\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 1: node_name"));
+	ck_assert_int_eq(parse("log_level = loud\nnode_name = n1\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 1: log_level"));
+}
+END_TEST
+
+START_TEST(missing_node_name_and_file)
+{
+	struct node_config cfg;
+	char err[256];
+
+	ck_assert_int_eq(parse("state_dir = /x\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "node_name is not set"));
+	node_config_defaults(&cfg);
+	ck_assert_int_eq(node_config_load("/nonexistent/vireo.conf", &cfg, err, sizeof(err)), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, "cannot read the configuration file /nonexistent/vireo.conf"));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("parse");
+
+	tcase_add_test(tc, good_config);
+	tcase_add_test(tc, errors_name_the_line);
+	tcase_add_test(tc, missing_node_name_and_file);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(config_suite)
