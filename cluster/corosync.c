@@ -21,6 +21,7 @@ struct cluster_corosync {
 	uint32_t local_id;
 	uint32_t token_ms;
 	char address[64];
+	char cluster_name[CLUSTER_NAME_MAX + 1];
 	int fds[CLUSTER_COROSYNC_FDS];
 };
 
@@ -96,6 +97,11 @@ static void read_cmap(struct cluster_corosync *c)
 	}
 	if (cmap_get_uint32(cmap, "runtime.config.totem.token", &c->token_ms) != CS_OK)
 		c->token_ms = VIREO_DEFAULT_TOKEN_MS;
+	if (cmap_get_string(cmap, "totem.cluster_name", &addr) == CS_OK) {
+		snprintf(c->cluster_name, sizeof(c->cluster_name), "%s", addr);
+		free(addr);
+		addr = NULL;
+	}
 	for (unsigned i = 0; i < CLUSTER_MAX_MEMBERS * 4; i++) {
 		uint32_t id = 0;
 
@@ -216,3 +222,4 @@ int cluster_corosync_mcast(struct cluster_corosync *c, const uint8_t *buf, size_
 uint32_t cluster_corosync_local_id(const struct cluster_corosync *c) { return c->local_id; }
 uint32_t cluster_corosync_token_ms(const struct cluster_corosync *c) { return c->token_ms; }
 const char *cluster_corosync_local_address(const struct cluster_corosync *c) { return c->address; }
+const char *cluster_corosync_cluster_name(const struct cluster_corosync *c) { return c->cluster_name; }

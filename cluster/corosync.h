@@ -39,5 +39,7 @@ uint32_t cluster_corosync_local_id(const struct cluster_corosync *c);
 uint32_t cluster_corosync_token_ms(const struct cluster_corosync *c);
 /* The ring0 address of this node from the nodelist, or "" when unknown. */
 const char *cluster_corosync_local_address(const struct cluster_corosync *c);
+/* totem.cluster_name, or "" when unset. */
+const char *cluster_corosync_cluster_name(const struct cluster_corosync *c);
 
 #endif

@@ -599,6 +599,15 @@ static void duties(struct cluster_engine *e)
 		propose_duty(e, &op);
 		return;
 	}
+	if (e->facts.cluster_name[0] && strcmp(st->cluster_name, e->facts.cluster_name) != 0) {
+		Vireo__ClusterConfig cc = VIREO__CLUSTER_CONFIG__INIT;
+
+		cc.cluster_name = (char *)e->facts.cluster_name;
+		op.body_case = VIREO__OP__BODY_CLUSTER_CONFIG;
+		op.cluster_config = &cc;
+		propose_duty(e, &op);
+		return;
+	}
 	for (size_t i = 0; i < st->n_nodes; i++) {
 		bool online = member_index(e, st->nodes[i]->id) >= 0;
 		Vireo__NodeMembership m = VIREO__NODE_MEMBERSHIP__INIT;
@@ -619,6 +628,7 @@ static void free_facts(struct cluster_local_facts *f)
 	free((char *)f->name);
 	free((char *)f->address);
 	free((char *)f->version);
+	free((char *)f->cluster_name);
 }
 
 int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *state,
@@ -632,7 +642,8 @@ int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *s
 	e->facts.name = strdup(facts->name ? facts->name : "");
 	e->facts.address = strdup(facts->address ? facts->address : "");
 	e->facts.version = strdup(facts->version ? facts->version : "");
-	if (!e->facts.name || !e->facts.address || !e->facts.version) {
+	e->facts.cluster_name = strdup(facts->cluster_name ? facts->cluster_name : "");
+	if (!e->facts.name || !e->facts.address || !e->facts.version || !e->facts.cluster_name) {
 		free_facts(&e->facts);
 		free(e);
 		return -ENOMEM;

@@ -50,6 +50,7 @@ struct cluster_local_facts {
 	uint32_t cpus;
 	uint64_t memory_mib;
 	const char *version;
+	const char *cluster_name;   /* from corosync; the manager records it */
 };
 
 /* Takes ownership of state. */

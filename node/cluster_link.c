@@ -160,6 +160,7 @@ static int create_engine(struct node_daemon *d)
 		.cpus = d->cpus,
 		.memory_mib = d->memory_mib,
 		.version = PACKAGE_VERSION,
+		.cluster_name = cluster_corosync_cluster_name(d->coro),
 	};
 	int rc = cluster_engine_new(&facts, d->loaded_state, &env, &d->engine);
 

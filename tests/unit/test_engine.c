@@ -168,7 +168,8 @@ static void sim_init(struct sim *s, int n, cluster_state **states, size_t chunk_
 	for (int i = 1; i <= n; i++) {
 		char name[8], addr[16];
 		struct cluster_local_facts f = { .id = (uint32_t)i, .name = name, .address = addr,
-						 .cpus = 2, .memory_mib = 4096, .version = "test" };
+						 .cpus = 2, .memory_mib = 4096, .version = "test",
+						 .cluster_name = "sim" };
 		struct cluster_engine_env env = {
 			.ctx = &s->node[i], .mcast = sim_mcast, .now_ms = sim_now,
 			.applied = sim_applied, .chunk_bytes = chunk_bytes,

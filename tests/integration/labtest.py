@@ -1,0 +1,163 @@
+"""Shared helpers for vireo's integration tests on a real lab cluster.
+
+Each test is a standalone script run by `make check`: exit 0 pass, 1 fail,
+77 skipped (with the reason printed). A test brings up its own lab with a
+unique name and always takes it down, even when it fails, then checks that
+nothing of the lab is left behind."""
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+
+SRC_DIR = os.environ.get("VIREO_SRC_DIR") or os.path.realpath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD_DIR = os.environ.get("VIREO_BUILD_DIR") or SRC_DIR
+LAB_TOOL = os.path.join(SRC_DIR, "tools", "vireo-lab")
+
+
+class TestFailure(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def check(cond, fmt, *args):
+    """TEST_ASSERT: on failure says where (file:line) and the values."""
+    if not cond:
+        caller = inspect.stack()[1]
+        raise TestFailure(f"{os.path.basename(caller.filename)}:{caller.lineno}: " + (fmt % args if args else fmt))
+
+
+def skip(reason):
+    print(f"skipped: {reason}", flush=True)
+    sys.exit(77)
+
+
+def wait_until(what, pred, timeout, interval=0.1):
+    """Polls pred() until it returns a true value; returns (value, seconds)."""
+    t0 = time.monotonic()
+    last = None
+    while True:
+        try:
+            last = pred()
+        except TestFailure:
+            raise
+        except Exception as e:  # a host in transition may not answer yet
+            last = None
+            err = e
+        if last:
+            return last, time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise TestFailure(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Lab:
+    def __init__(self, name):
+        self.name = name
+        self.env = dict(os.environ, VIREO_LAB=name, VIREO_BUILD_DIR=BUILD_DIR)
+
+    def run(self, *args, check_rc=True, timeout=120):
+        p = subprocess.run([LAB_TOOL, *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        if check_rc and p.returncode != 0:
+            raise TestFailure(f"vireo-lab {' '.join(args)} failed ({p.returncode}): "
+                              f"{p.stdout.strip()} {p.stderr.strip()}")
+        return p
+
+    def up(self, n):
+        t0 = time.monotonic()
+        out = self.run("up", str(n)).stdout.strip()
+        log(out)
+        return time.monotonic() - t0
+
+    def exec(self, node, *cmd, timeout=60):
+        return self.run("exec", node, *cmd, check_rc=False, timeout=timeout)
+
+    def vireo(self, node, *args, timeout=60):
+        """Runs the vireo CLI inside a host: (exit code, stdout, stderr)."""
+        p = self.exec(node, "vireo", *args, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+
+    def status(self, node):
+        rc, out, err = self.vireo(node, "status", "--json", "--timeout", "5")
+        if rc != 0:
+            return None
+        return json.loads(out)
+
+    def down(self):
+        self.run("down", check_rc=False, timeout=180)
+
+    def leftovers(self):
+        """What of this lab still exists after down: netns, mounts, processes."""
+        left = []
+        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        left += [f"netns {l.split()[0]}" for l in ns.splitlines() if f"vl-{self.name}-" in l]
+        with open("/proc/mounts") as f:
+            left += [f"mount {l.split()[1]}" for l in f if f"/vireo-lab/{self.name}" in l]
+        cg = f"/sys/fs/cgroup/freezer/vireo-lab/{self.name}"
+        if os.path.exists(cg):
+            left.append(f"cgroup {cg}")
+        return left
+
+
+def converged(lab, nodes):
+    """True when every node answers, is quorate, sees the same nodes online,
+    and all report the same state digest at the same version."""
+    digests = set()
+    for n in nodes:
+        st = lab.status(n)
+        if not st or not st["quorate"] or not st.get("synced"):
+            return False
+        online = {x["name"] for x in st["nodes"] if x["state"] == "online"}
+        if online != set(nodes):
+            return False
+        for x in st["nodes"]:
+            if x["name"] in nodes:
+                digests.add((x["version"], x["digest"]))
+        digests.add((st["version"], st["digest"]))
+    return len(digests) == 1
+
+
+def main(test_fn, name):
+    """Runs test_fn(lab) with a fresh lab; always tears it down and checks cleanup."""
+    if os.geteuid() != 0:
+        skip("the lab needs root (namespaces, mounts, cgroups)")
+    for tool in ("corosync", "libvirtd", "ip", "nft"):
+        if subprocess.run(["sh", "-c", f"command -v {tool} || test -x /usr/sbin/{tool}"],
+                          capture_output=True).returncode != 0:
+            skip(f"{tool} is not installed; run tools/install-deps")
+    lab = Lab(f"t{name}{os.getpid() % 1000}")
+    rc = 0
+    try:
+        lab.down()
+        test_fn(lab)
+        log("PASS")
+    except TestFailure as e:
+        log(f"FAIL: {e}")
+        rc = 1
+        dump_logs(lab)
+    finally:
+        lab.down()
+        left = lab.leftovers()
+        if left:
+            log(f"FAIL: vireo-lab down left things behind: {left}")
+            rc = 1
+    sys.exit(rc)
+
+
+def dump_logs(lab):
+    """On failure, the tail of every vireod log of the lab, for the CI output."""
+    base = f"/tmp/vireo-lab/{lab.name}"
+    if not os.path.isdir(base):
+        return
+    for host in sorted(os.listdir(base)):
+        p = os.path.join(base, host, "log", "vireo", "vireod.log")
+        if os.path.exists(p):
+            print(f"----- {host} vireod.log (tail)")
+            with open(p, errors="replace") as f:
+                print("".join(f.readlines()[-40:]))
