@@ -121,7 +121,8 @@ static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
 }
 
 static void wait_for(struct node_daemon *d, struct node_ipc_call *call,
-		     Vireo__Request__BodyCase kind, uint64_t last_id, uint32_t count)
+		     Vireo__Request__BodyCase kind, uint64_t last_id, uint32_t count,
+		     uint64_t started_us, uint64_t first_version)
 {
 	struct node_pending *p = calloc(1, sizeof(*p));
 
@@ -133,8 +134,8 @@ static void wait_for(struct node_daemon *d, struct node_ipc_call *call,
 	p->kind = kind;
 	p->last_request_id = last_id;
 	p->count = count;
-	p->started_us = node_now_mono_us();
-	p->first_version = cluster_engine_state(d->engine)->version;
+	p->started_us = started_us;
+	p->first_version = first_version;
 	/* A long batch (bench) gets one more token-thousandth per operation. */
 	p->deadline_ms = node_now_mono_ms() + VIREO_REQUEST_TIMEOUT_MS(d->token_ms) +
 			 (uint64_t)count * (d->token_ms / 1000u);
@@ -164,7 +165,8 @@ static void handle_note(struct node_daemon *d, struct node_ipc_call *call, const
 				       "cannot propose the operation: %s", strerror(-rc));
 		return;
 	}
-	wait_for(d, call, VIREO__REQUEST__BODY_NOTE, id, 1);
+	wait_for(d, call, VIREO__REQUEST__BODY_NOTE, id, 1, node_now_mono_us(),
+		 cluster_engine_state(d->engine)->version);
 }
 
 static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
@@ -173,6 +175,8 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 	Vireo__Op op = VIREO__OP__INIT;
 	Vireo__Noop noop = VIREO__NOOP__INIT;
 	uint8_t payload[BENCH_MAX_PAYLOAD];
+	uint64_t started_us = node_now_mono_us();
+	uint64_t first_version;
 	uint64_t id = 0;
 	int rc = 0;
 
@@ -184,6 +188,7 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 	}
 	if (!may_propose(d, call))
 		return;
+	first_version = cluster_engine_state(d->engine)->version;
 	memset(payload, 0xa5, b->payload_bytes);
 	noop.payload.data = payload;
 	noop.payload.len = b->payload_bytes;
@@ -196,7 +201,7 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 				       "cannot propose the operations: %s", strerror(-rc));
 		return;
 	}
-	wait_for(d, call, VIREO__REQUEST__BODY_BENCH, id, b->count);
+	wait_for(d, call, VIREO__REQUEST__BODY_BENCH, id, b->count, started_us, first_version);
 }
 
 void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req)
