@@ -1,0 +1,1 @@
+# Build rules for hypervisor/, included by the top-level Makefile.am.

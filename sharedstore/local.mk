@@ -1,0 +1,1 @@
+# Build rules for sharedstore/, included by the top-level Makefile.am.
