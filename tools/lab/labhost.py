@@ -53,7 +53,7 @@ class Lab:
         return f"vl-{self.name}-{node}"
 
     def hdir(self, node):
-        return f"{self.dir}/hosts/{node}"
+        return f"{self.dir}/{node}"
 
     def host_cg(self, node):
         return f"{self.cg}/{node}"
