@@ -34,7 +34,8 @@ struct cluster_engine {
 
 	/* the current sync round */
 	bool syncing;
-	uint64_t round;
+	uint64_t round;                      /* all rounds, for logs */
+	uint32_t view_round;                 /* rounds since the last membership change */
 	uint64_t round_started_ms;
 	struct cluster_sync_hello hellos[CLUSTER_MAX_MEMBERS];
 	bool hello_seen[CLUSTER_MAX_MEMBERS];
@@ -106,6 +107,7 @@ static void send_hello(struct cluster_engine *e)
 	hello.digest.len = sizeof(d->bytes);
 	hello.authoritative = e->authoritative;
 	hello.round = e->round;
+	hello.view_round = e->view_round;
 	hello.members = e->members;
 	hello.n_members = e->n_members;
 	msg.body_case = VIREO__CLUSTER_MESSAGE__BODY_HELLO;
@@ -199,6 +201,7 @@ static void start_round(struct cluster_engine *e, const char *why)
 	e->resync_asked = false;
 	e->duties_blocked = false;
 	e->round++;
+	e->view_round++;
 	e->round_started_ms = e->now_ms;
 	qb_log(LOG_INFO, "sync round %" PRIu64 " started (%s): %zu members, version %" PRIu64
 	       ", %s", e->round, why, e->n_members, e->state->version,
@@ -252,6 +255,7 @@ static void send_snapshot(struct cluster_engine *e)
 		chunk.digest.len = sizeof(d->bytes);
 		chunk.index = i;
 		chunk.count = count;
+		chunk.view_round = e->view_round;
 		chunk.data.data = buf + off;
 		chunk.data.len = n;
 		msg.body_case = VIREO__CLUSTER_MESSAGE__BODY_CHUNK;
@@ -293,9 +297,9 @@ static void on_hello(struct cluster_engine *e, const Vireo__SyncHello *h)
 {
 	int idx = member_index(e, h->node);
 
-	if (!e->syncing || idx < 0 || !same_members(e, h->members, h->n_members) ||
-	    h->digest.len != CLUSTER_DIGEST_LEN)
-		return;   /* from an older membership: stale */
+	if (!e->syncing || idx < 0 || h->view_round != e->view_round ||
+	    !same_members(e, h->members, h->n_members) || h->digest.len != CLUSTER_DIGEST_LEN)
+		return;   /* from an older membership or round: stale */
 	e->hellos[idx].node = h->node;
 	e->hellos[idx].version = h->version;
 	e->hellos[idx].authoritative = h->authoritative;
@@ -307,7 +311,7 @@ static void on_hello(struct cluster_engine *e, const Vireo__SyncHello *h)
 	on_all_hellos(e);
 }
 
-static void adopt_snapshot(struct cluster_engine *e)
+static int adopt_snapshot(struct cluster_engine *e)
 {
 	cluster_state *fresh = NULL;
 	struct cluster_digest d;
@@ -315,23 +319,28 @@ static void adopt_snapshot(struct cluster_engine *e)
 	if (cluster_state_unpack(e->snapshot, e->snapshot_len, &fresh) < 0 ||
 	    cluster_state_digest(fresh, &d) < 0 ||
 	    memcmp(&d, &e->winner.digest, sizeof(d)) != 0) {
-		qb_log(LOG_ERR, "state snapshot from node %u is corrupt (%zu bytes); keeping ours, "
-		       "the next digest report will ask for a resync", e->winner.node, e->snapshot_len);
+		qb_log(LOG_ERR, "state snapshot from node %u is corrupt (%zu bytes); keeping ours "
+		       "and asking for another round", e->winner.node, e->snapshot_len);
 		cluster_state_free(fresh);
-		return;
+		return -EBADMSG;
 	}
 	qb_log(LOG_NOTICE, "adopted the state of node %u: version %" PRIu64 " (ours was %" PRIu64 ")",
 	       e->winner.node, fresh->version, e->state->version);
 	cluster_state_free(e->state);
 	e->state = fresh;
 	state_touched(e);
+	return 0;
 }
+
+static void ask_resync(struct cluster_engine *e, const char *reason);
 
 static void on_chunk(struct cluster_engine *e, const Vireo__SyncChunk *c)
 {
 	uint8_t *grown;
+	bool bad;
 
-	if (!e->syncing || !e->expecting_snapshot || c->from != e->winner.node ||
+	if (!e->syncing || !e->expecting_snapshot || c->view_round != e->view_round ||
+	    c->from != e->winner.node ||
 	    c->version != e->winner.version || c->digest.len != CLUSTER_DIGEST_LEN ||
 	    memcmp(c->digest.data, e->winner.digest.bytes, CLUSTER_DIGEST_LEN) != 0)
 		return;
@@ -351,9 +360,12 @@ static void on_chunk(struct cluster_engine *e, const Vireo__SyncChunk *c)
 	e->snapshot_next++;
 	if (c->index + 1 < c->count)
 		return;
-	if (memcmp(current_digest(e), &e->winner.digest, sizeof(e->winner.digest)) != 0)
-		adopt_snapshot(e);
+	bad = memcmp(current_digest(e), &e->winner.digest, sizeof(e->winner.digest)) != 0 &&
+	      adopt_snapshot(e) < 0;
 	finish_round(e, e->winner.node);
+	/* resync_asked was cleared when the round started, so this goes out */
+	if (bad)
+		ask_resync(e, "corrupt snapshot");
 }
 
 static void ask_resync(struct cluster_engine *e, const char *reason)
@@ -468,6 +480,7 @@ void cluster_engine_membership(struct cluster_engine *e, const uint32_t *members
 	qsort(e->members, n, sizeof(*members), cmp_u32);
 	e->n_members = n;
 	e->connected = true;
+	e->view_round = 0;
 	start_round(e, "membership changed");
 }
 

@@ -37,8 +37,9 @@ void cluster_digest_hex(const struct cluster_digest *d, char out[2 * CLUSTER_DIG
 Vireo__NodeInfo *cluster_state_node(const cluster_state *st, uint32_t id);
 
 /* Applies one operation. Returns 0 when the state changed (version + 1),
- * -EINVAL for an operation that is malformed or not valid in this state
- * (state untouched), -ENOMEM. Deterministic: the same state and op give the
+ * -EALREADY when it asks for what already holds (state untouched), -EINVAL
+ * for an operation that is malformed or not valid in this state (state
+ * untouched), -ENOMEM. Deterministic: the same state and op give the
  * same result on every member. */
 int cluster_apply(cluster_state *st, const Vireo__Op *op);
 

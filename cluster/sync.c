@@ -3,22 +3,38 @@
 
 #include <string.h>
 
-static bool better(const struct cluster_sync_hello *a, const struct cluster_sync_hello *b)
+static size_t holders(const struct cluster_sync_hello *hellos, size_t n, size_t i)
 {
-	if (a->authoritative != b->authoritative)
-		return a->authoritative;
-	if (a->version != b->version)
-		return a->version > b->version;
-	return a->node < b->node;
+	size_t count = 0;
+
+	for (size_t j = 0; j < n; j++)
+		if (memcmp(&hellos[j].digest, &hellos[i].digest, sizeof(hellos[i].digest)) == 0)
+			count++;
+	return count;
 }
 
 size_t cluster_sync_choose(const struct cluster_sync_hello *hellos, size_t n)
 {
-	size_t best = 0;
+	size_t best = 0, best_holders = holders(hellos, n, 0);
 
-	for (size_t i = 1; i < n; i++)
-		if (better(&hellos[i], &hellos[best]))
+	for (size_t i = 1; i < n; i++) {
+		const struct cluster_sync_hello *a = &hellos[i], *b = &hellos[best];
+		size_t h = holders(hellos, n, i);
+		bool better;
+
+		if (a->authoritative != b->authoritative)
+			better = a->authoritative;
+		else if (a->version != b->version)
+			better = a->version > b->version;
+		else if (h != best_holders)
+			better = h > best_holders;   /* a lone diverged copy loses to the majority's */
+		else
+			better = a->node < b->node;
+		if (better) {
 			best = i;
+			best_holders = h;
+		}
+	}
 	return best;
 }
 

@@ -17,8 +17,10 @@ struct cluster_sync_hello {
 
 /* The member whose state everybody adopts: a member that held the quorate
  * partition's state beats one that did not (a minority's state never
- * overwrites the majority's); then the highest version; then the lowest node
- * id, so every member picks the same one. Returns its index; n must be > 0. */
+ * overwrites the majority's); then the highest version; then the digest most
+ * members hold (one diverged copy does not overwrite the others); then the
+ * lowest node id, so every member picks the same one. Returns its index; n
+ * must be > 0. */
 size_t cluster_sync_choose(const struct cluster_sync_hello *hellos, size_t n);
 
 /* True when some member's digest differs from the winner's. */

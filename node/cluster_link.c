@@ -193,7 +193,7 @@ static int try_connect(struct node_daemon *d)
 	for (int i = 0; i < CLUSTER_COROSYNC_FDS; i++)
 		qb_loop_poll_add(d->loop, QB_LOOP_HIGH, fds[i], POLLIN, d, corosync_ready);
 	if (d->reconnects)
-		qb_log(LOG_NOTICE, "reconnected to corosync after %u attempts", d->reconnects);
+		qb_log(LOG_NOTICE, "reconnected to corosync after %u failed attempt(s)", d->reconnects);
 	d->reconnects = 0;
 	schedule_tick(d);
 	return 0;
@@ -207,8 +207,9 @@ static void reconnect_fired(void *data)
 	if (rc == 0)
 		return;
 	if (d->reconnects++ == 0 || d->reconnects % 20 == 0)
-		qb_log(LOG_WARNING, "cannot connect to corosync (%s); retrying every %u ms",
-		       strerror(-rc), VIREO_RECONNECT_MAX_MS(d->token_ms));
+		qb_log(LOG_WARNING, "cannot connect to corosync (%s, attempt %u); retrying with "
+		       "backoff up to every %u ms", strerror(-rc), d->reconnects,
+		       VIREO_RECONNECT_MAX_MS(d->token_ms));
 	d->reconnect_ms *= 2;
 	if (d->reconnect_ms > VIREO_RECONNECT_MAX_MS(d->token_ms))
 		d->reconnect_ms = VIREO_RECONNECT_MAX_MS(d->token_ms);

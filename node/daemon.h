@@ -16,6 +16,7 @@ struct node_pending {
 	struct node_pending *next;
 	struct node_ipc_call *call;
 	Vireo__Request__BodyCase kind;
+	uint64_t first_request_id;   /* the request's own ops: first..last */
 	uint64_t last_request_id;    /* done when this own op is delivered */
 	uint32_t count;
 	uint64_t started_us;

@@ -14,6 +14,8 @@
 	"until it rejoins the majority (see vireo status)"
 #define NOT_CONNECTED_MSG "vireod on this node is not connected to corosync; it changes " \
 	"nothing until corosync is back (see vireo status)"
+#define NEVER_CONNECTED_MSG "vireod on this node has not reached corosync since it started; " \
+	"check that corosync runs here (corosync-quorumtool -s) and see vireod's log"
 #define BENCH_MAX_OPS 1000000u
 #define BENCH_MAX_PAYLOAD 4096u
 
@@ -50,7 +52,7 @@ static void handle_status(struct node_daemon *d, struct node_ipc_call *call)
 	char mine[2 * CLUSTER_DIGEST_LEN + 1];
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -94,7 +96,7 @@ static void handle_events(struct node_daemon *d, struct node_ipc_call *call, uin
 	size_t n;
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -109,7 +111,11 @@ static void handle_events(struct node_daemon *d, struct node_ipc_call *call, uin
 /* Checks that this node may propose; answers the call when it may not. */
 static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
 {
-	if (!d->engine || !cluster_engine_connected(d->engine)) {
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return false;
+	}
+	if (!cluster_engine_connected(d->engine)) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
 		return false;
 	}
@@ -121,7 +127,7 @@ static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
 }
 
 static void wait_for(struct node_daemon *d, struct node_ipc_call *call,
-		     Vireo__Request__BodyCase kind, uint64_t last_id, uint32_t count,
+		     Vireo__Request__BodyCase kind, uint64_t first_id, uint64_t last_id, uint32_t count,
 		     uint64_t started_us, uint64_t first_version)
 {
 	struct node_pending *p = calloc(1, sizeof(*p));
@@ -132,6 +138,7 @@ static void wait_for(struct node_daemon *d, struct node_ipc_call *call,
 	}
 	p->call = call;
 	p->kind = kind;
+	p->first_request_id = first_id;
 	p->last_request_id = last_id;
 	p->count = count;
 	p->started_us = started_us;
@@ -165,7 +172,7 @@ static void handle_note(struct node_daemon *d, struct node_ipc_call *call, const
 				       "cannot propose the operation: %s", strerror(-rc));
 		return;
 	}
-	wait_for(d, call, VIREO__REQUEST__BODY_NOTE, id, 1, node_now_mono_us(),
+	wait_for(d, call, VIREO__REQUEST__BODY_NOTE, id, id, 1, node_now_mono_us(),
 		 cluster_engine_state(d->engine)->version);
 }
 
@@ -177,7 +184,7 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 	uint8_t payload[BENCH_MAX_PAYLOAD];
 	uint64_t started_us = node_now_mono_us();
 	uint64_t first_version;
-	uint64_t id = 0;
+	uint64_t first_id = 0, id = 0;
 	int rc = 0;
 
 	if (b->count == 0 || b->count > BENCH_MAX_OPS || b->payload_bytes > BENCH_MAX_PAYLOAD) {
@@ -194,14 +201,18 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 	noop.payload.len = b->payload_bytes;
 	op.body_case = VIREO__OP__BODY_NOOP;
 	op.noop = &noop;
-	for (uint32_t i = 0; i < b->count && rc == 0; i++)
+	for (uint32_t i = 0; i < b->count && rc == 0; i++) {
 		rc = cluster_engine_propose(d->engine, &op, &id);
+		if (i == 0)
+			first_id = id;
+	}
 	if (rc < 0 && id == 0) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
 				       "cannot propose the operations: %s", strerror(-rc));
 		return;
 	}
-	wait_for(d, call, VIREO__REQUEST__BODY_BENCH, id, b->count, started_us, first_version);
+	wait_for(d, call, VIREO__REQUEST__BODY_BENCH, first_id, id, b->count, started_us,
+		 first_version);
 }
 
 void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req)
@@ -258,7 +269,8 @@ void node_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 	while (*pp) {
 		struct node_pending *p = *pp;
 
-		if (rc < 0 && rc != -EALREADY && p->rc == 0 && op->request_id <= p->last_request_id)
+		if (rc < 0 && rc != -EALREADY && p->rc == 0 &&
+		    op->request_id >= p->first_request_id && op->request_id <= p->last_request_id)
 			p->rc = rc;
 		if (op->request_id != p->last_request_id) {
 			pp = &p->next;

@@ -20,6 +20,7 @@
 #define BLACKBOX_BYTES (2 * 1024 * 1024)
 
 static char blackbox_path[300];
+static int32_t log_target = -1;
 
 static void usage(FILE *out)
 {
@@ -90,6 +91,7 @@ static int setup_logging(const struct node_config *cfg, int foreground)
 			strerror(-fd));
 		return fd;
 	}
+	log_target = fd;
 	qb_log_format_set(fd, "%t [%P] %p: %b");
 	qb_log_filter_ctl(fd, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*", cfg->log_level);
 	qb_log_ctl(fd, QB_LOG_CONF_ENABLED, QB_TRUE);
@@ -110,6 +112,16 @@ static int32_t on_stop_signal(int32_t sig, void *data)
 
 	qb_log(LOG_NOTICE, "signal %d: shutting down", sig);
 	qb_loop_stop(d->loop);
+	return 0;
+}
+
+/* logrotate's postrotate sends SIGHUP: reopen the log file. */
+static int32_t on_reopen_signal(int32_t sig, void *data)
+{
+	struct node_daemon *d = data;
+
+	qb_log_file_reopen(log_target, d->cfg.log_file);
+	qb_log(LOG_NOTICE, "log file %s reopened", d->cfg.log_file);
 	return 0;
 }
 
@@ -141,7 +153,7 @@ int main(int argc, char **argv)
 	};
 	struct node_daemon d;
 	const char *config_path = NODE_CONFIG_DEFAULT_PATH;
-	qb_loop_signal_handle sigs[3];
+	qb_loop_signal_handle sigs[4];
 	char err[512];
 	int foreground = 0;
 	int opt, rc;
@@ -186,6 +198,7 @@ int main(int argc, char **argv)
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGTERM, &d, on_stop_signal, &sigs[0]);
 	qb_loop_signal_add(d.loop, QB_LOOP_HIGH, SIGINT, &d, on_stop_signal, &sigs[1]);
 	qb_loop_signal_add(d.loop, QB_LOOP_LOW, SIGUSR2, &d, on_dump_signal, &sigs[2]);
+	qb_loop_signal_add(d.loop, QB_LOOP_LOW, SIGHUP, &d, on_reopen_signal, &sigs[3]);
 
 	if ((rc = node_cluster_start(&d)) < 0)
 		goto cleanup;

@@ -1,8 +1,8 @@
 /* vireo: the command-line client. It talks to the local vireod over libqb
  * IPC and prints what it answers, for people or (--json) for programs.
  *
- * Exit codes: 0 success, 1 the operation failed, 2 usage error,
- * 3 not quorate or vireod unreachable. */
+ * Exit codes: 0 success, 1 the operation failed or its outcome is unknown,
+ * 2 usage error, 3 not quorate or vireod unreachable (nothing was changed). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -93,10 +93,12 @@ static int call(const struct cli *cli, const Vireo__Request *req, Vireo__Respons
 	rc = vireo_client_call(c, req, cli->timeout_ms, resp);
 	vireo_client_close(c);
 	if (rc < 0) {
-		fprintf(stderr, "vireo: vireod did not answer (%s)\n",
+		/* The request may have been carried out: not "nothing changed" (3). */
+		fprintf(stderr, "vireo: vireod did not answer (%s); the outcome is unknown, check "
+			"vireo status and vireo event list before retrying\n",
 			rc == -ETIMEDOUT ? "timed out" : rc == -EPROTO ?
 			"its answer could not be decoded" : "connection lost");
-		return EXIT_UNAVAILABLE;
+		return EXIT_FAILED;
 	}
 	if ((*resp)->outcome != VIREO__OUTCOME__OUTCOME_OK) {
 		fprintf(stderr, "vireo: %s\n", (*resp)->message[0] ? (*resp)->message :
@@ -390,7 +392,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "cluster") == 0 && sub && strcmp(sub, "bench") == 0) {
 		if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--payload") == 0))
-			return usage_error("usage: vireo cluster bench COUNT [--payload BYTES]");
+			return usage_error("'cluster bench' takes COUNT and optionally --payload BYTES");
 		if (parse_u32(argv[2], 1, 1000000, &n) < 0)
 			return usage_error("COUNT must be a number from 1 to 1000000, not '%s'", argv[2]);
 		if (argc == 5 && parse_u32(argv[4], 0, 4096, &payload) < 0)

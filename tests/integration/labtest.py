@@ -102,6 +102,11 @@ class Lab:
         cg = f"/sys/fs/cgroup/freezer/vireo-lab/{self.name}"
         if os.path.exists(cg):
             left.append(f"cgroup {cg}")
+        lab_dir = f"/tmp/vireo-lab/{self.name}"
+        if os.path.exists(lab_dir):
+            left.append(f"directory {lab_dir}")
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+        left += [f"loop {l.split(':')[0]}" for l in loops.splitlines() if lab_dir + "/" in l]
         return left
 
 

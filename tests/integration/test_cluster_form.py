@@ -10,6 +10,8 @@ def test(lab: Lab):
     took = lab.up(3)
     _, waited = wait_until("3 nodes converged", lambda: converged(lab, ["n1", "n2", "n3"]), 10)
     log(f"vireo-lab up 3 took {took:.2f} s, converged {waited:.2f} s later")
+    check(took + waited <= 5.0, "3 nodes took %.2f s to be quorate and converged, more than 5 s",
+          took + waited)
     st = lab.status("n2")
     check(st["cluster"] == lab.name, "cluster name %r", st["cluster"])
     check(st["manager"] == 1, "manager %r, expected 1", st["manager"])

@@ -3,6 +3,8 @@
 survives. Kill vireod alone: it rejoins. Kill corosync alone: vireod
 notices and reconnects when corosync is back."""
 import json
+import os
+import signal
 
 from labtest import Lab, check, converged, log, main, wait_until
 
@@ -30,6 +32,15 @@ def test(lab: Lab):
     for n in NODES:
         check("survives a full restart" in events(lab, n), "%s lost the event", n)
     check(lab.status("n3")["version"] >= before, "version went backwards")
+
+    # SIGTERM: a clean exit that leaves the group at once and saves the state
+    pid = json.loads(lab.run("status", "--json").stdout)["nodes"][0]["daemons"]["vireod"]["pid"]
+    os.kill(pid, signal.SIGTERM)
+    wait_until("n1 vireod exited", lambda: not os.path.exists(f"/proc/{pid}"), 10)
+    log_text = lab.exec("n1", "cat", "/var/log/vireo/vireod.log").stdout
+    check("vireod stopped" in log_text, "n1's vireod did not log a clean stop")
+    lab.run("start-daemon", "n1", "vireod")
+    wait_until("n1 back", lambda: converged(lab, NODES), 15)
 
     # vireod alone
     lab.run("stop-daemon", "n2", "vireod")

@@ -32,6 +32,16 @@ START_TEST(highest_version_then_lowest_id)
 }
 END_TEST
 
+/* Same version, one member diverged: the majority's copy wins even when the
+ * diverged member has the lowest id. */
+START_TEST(majority_digest_beats_lowest_id)
+{
+	struct cluster_sync_hello h[] = { hello(1, 7, 9, true), hello(2, 7, 4, true), hello(3, 7, 4, true) };
+
+	ck_assert_uint_eq(cluster_sync_choose(h, 3), 1);
+}
+END_TEST
+
 START_TEST(equal_digests_need_no_transfer)
 {
 	struct cluster_sync_hello h[] = { hello(1, 5, 7, true), hello(2, 5, 7, false) };
@@ -57,6 +67,7 @@ static Suite *sync_suite(void)
 
 	tcase_add_test(tc, authoritative_beats_newer);
 	tcase_add_test(tc, highest_version_then_lowest_id);
+	tcase_add_test(tc, majority_digest_beats_lowest_id);
 	tcase_add_test(tc, equal_digests_need_no_transfer);
 	tcase_add_test(tc, manager_is_lowest_member);
 	suite_add_tcase(s, tc);
