@@ -4,7 +4,7 @@
  * responsibility: vireo-guest-agent.c (boot, console, heartbeat loop),
  * guest-disk.c (the sequence-record ring on /dev/vda), guest-net.c (eth0
  * set-up and the echo service), guest-fill.c (memory fill for migration
- * benchmarks).
+ * benchmarks), guest-power.c (the ACPI power button).
  */
 #ifndef VIREO_GUEST_AGENT_H
 #define VIREO_GUEST_AGENT_H
@@ -67,5 +67,10 @@ void guest_echo_dispatch(struct guest_echo *echo, const struct pollfd *fds, size
 /* guest-fill.c */
 int guest_fill_parse(const char *word, enum guest_fill_kind *kindp);
 int guest_fill_start(unsigned long mb, enum guest_fill_kind kind);
+
+/* guest-power.c: opens the power button's evdev devices (up to max);
+ * dispatch powers the guest off when the button is pressed. */
+size_t guest_power_open(int *fds, size_t max);
+void guest_power_dispatch(int fd);
 
 #endif

@@ -35,7 +35,8 @@
 #define CMDLINE_MAX 4096
 #define MODULE_DIR "/lib/modules"
 /* Written by build-guest in dependency order: one .ko path per line,
- * relative to MODULE_DIR. */
+ * relative to MODULE_DIR; a leading '?' marks a module that may fail quietly
+ * because its hardware may be absent (the ACPI button with acpi=off). */
 #define MODULE_LIST MODULE_DIR "/load.list"
 #define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLOCK 2
@@ -44,6 +45,7 @@
  * only matters if the kernel defers it. */
 #define DEVICE_WAIT_MS 5000
 #define ECHO_POLLFDS 32
+#define POWER_FDS 2
 
 static int console_fd = -1;
 static pthread_mutex_t console_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -308,15 +310,17 @@ static int modules_load(void)
 	if (!list)
 		return -errno;
 	while (fgets(line, sizeof(line), list)) {
+		bool optional = line[0] == '?';
+		char *name = line + optional;
 		int mrc;
 
-		line[strcspn(line, "\r\n")] = '\0';
-		if (line[0] == '\0' || line[0] == '#')
+		name[strcspn(name, "\r\n")] = '\0';
+		if (name[0] == '\0' || name[0] == '#')
 			continue;
-		mrc = module_load(line);
-		if (mrc < 0) {
+		mrc = module_load(name);
+		if (mrc < 0 && !optional) {
 			guest_error("kernel module %s did not load (%s); its devices will be missing",
-				    line, strerror(-mrc));
+				    name, strerror(-mrc));
 		}
 	}
 	fclose(list);
@@ -455,11 +459,13 @@ static void __attribute__((noreturn)) heartbeat_loop(const struct guest_config *
 						     const struct guest_boot *boot,
 						     struct guest_echo *echo)
 {
+	int power[POWER_FDS];
+	size_t npower = guest_power_open(power, POWER_FDS);
 	struct itimerspec its = {
 		.it_interval = { cfg->heartbeat_ms / 1000, (long)(cfg->heartbeat_ms % 1000) * 1000000L },
 		.it_value = { 0, 1 },
 	};
-	struct pollfd fds[1 + ECHO_POLLFDS];
+	struct pollfd fds[1 + POWER_FDS + ECHO_POLLFDS];
 	uint64_t n = 0;
 	int tfd;
 
@@ -470,11 +476,13 @@ static void __attribute__((noreturn)) heartbeat_loop(const struct guest_config *
 		heartbeat_fallback(cfg, boot, n);
 	}
 	for (;;) {
-		size_t nfds = 1;
+		size_t nfds = 1 + npower;
 
 		fds[0] = (struct pollfd){ .fd = tfd, .events = POLLIN };
+		for (size_t i = 0; i < npower; i++)
+			fds[1 + i] = (struct pollfd){ .fd = power[i], .events = POLLIN };
 		if (echo)
-			nfds += guest_echo_pollfds(echo, fds + 1, ECHO_POLLFDS);
+			nfds += guest_echo_pollfds(echo, fds + nfds, ECHO_POLLFDS);
 		if (poll(fds, nfds, -1) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -488,8 +496,11 @@ static void __attribute__((noreturn)) heartbeat_loop(const struct guest_config *
 				guest_say("HEARTBEAT %" PRIu64 " %s %" PRIu64, ++n, boot->hex,
 					  guest_uptime_ms());
 		}
+		for (size_t i = 0; i < npower; i++)
+			if (fds[1 + i].revents & POLLIN)
+				guest_power_dispatch(power[i]);
 		if (echo)
-			guest_echo_dispatch(echo, fds + 1, nfds - 1);
+			guest_echo_dispatch(echo, fds + 1 + npower, nfds - 1 - npower);
 	}
 }
 
