@@ -443,6 +443,41 @@ def boot_hosts(lab, nodes, deadline):
         trace(f"{d} started")
 
 
+# libvirtd probes QEMU's capabilities (~0.6 s of CPU) the first time a host
+# needs them, which would land in the middle of a test's first guest start on
+# that host (a failover, say). Probe results are cached per host; we keep one
+# copy for the machine and seed every new host with it. libvirtd checks every
+# entry (QEMU's and its own ctime, kernel, microcode) and probes again if stale.
+CAPS_CACHE = f"{LAB_ROOT}/.cache/qemu-capabilities"
+HOST_CAPS = "cache/libvirt/qemu/capabilities"
+
+
+def seed_caps(lab, node):
+    dst = f"{lab.hdir(node)}/{HOST_CAPS}"
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(CAPS_CACHE):
+            if name.endswith(".xml"):
+                os.makedirs(dst, mode=0o700, exist_ok=True)
+                shutil.copy2(f"{CAPS_CACHE}/{name}", f"{dst}/{name}")
+
+
+def save_caps(lab_dir):
+    """Keep the newest capabilities any host of a lab probed, for the next labs."""
+    with contextlib.suppress(FileNotFoundError):
+        for host in os.listdir(lab_dir):
+            src = f"{lab_dir}/{host}/{HOST_CAPS}"
+            if not os.path.isdir(src):
+                continue
+            for name in os.listdir(src):
+                dst = f"{CAPS_CACHE}/{name}"
+                with contextlib.suppress(OSError):
+                    if (name.endswith(".xml") and
+                            (not os.path.exists(dst) or os.path.getmtime(f"{src}/{name}") > os.path.getmtime(dst))):
+                        os.makedirs(CAPS_CACHE, mode=0o700, exist_ok=True)
+                        shutil.copy2(f"{src}/{name}", dst + ".tmp")
+                        os.rename(dst + ".tmp", dst)
+
+
 def build_lab(lab, t0):
     deadline = t0 + UP_TIMEOUT
     nodes = lab.nodes()
@@ -456,6 +491,7 @@ def build_lab(lab, t0):
     authkey = os.urandom(256)
     for node in nodes:
         make_host_dirs(lab, node, authkey)
+        seed_caps(lab, node)
         os.makedirs(lab.host_cg(node), exist_ok=True)
     lab.meta["vireod"] = vireod_bin()
     lab.save()
