@@ -1,5 +1,6 @@
 /* Cluster state: construction, snapshots, digest and apply(). Pure. */
 #include "cluster/state.h"
+#include "cluster/vm.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -313,6 +314,14 @@ int cluster_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_CLUSTER_CONFIG:
 		rc = apply_config(st, op);
 		break;
+	case VIREO__OP__BODY_VM_CREATE:
+	case VIREO__OP__BODY_VM_DELETE:
+	case VIREO__OP__BODY_VM_DESIRED:
+	case VIREO__OP__BODY_VM_ASSIGN:
+	case VIREO__OP__BODY_VM_PENDING:
+	case VIREO__OP__BODY_VM_REPORT:
+		rc = cluster_vm_apply(st, op);
+		break;
 	default:
 		rc = -EINVAL;
 		break;
@@ -331,6 +340,12 @@ const char *cluster_op_name(const Vireo__Op *op)
 	case VIREO__OP__BODY_EVENT_NOTE: return "event-note";
 	case VIREO__OP__BODY_NOOP: return "noop";
 	case VIREO__OP__BODY_CLUSTER_CONFIG: return "cluster-config";
+	case VIREO__OP__BODY_VM_CREATE: return "vm-create";
+	case VIREO__OP__BODY_VM_DELETE: return "vm-delete";
+	case VIREO__OP__BODY_VM_DESIRED: return "vm-desired";
+	case VIREO__OP__BODY_VM_ASSIGN: return "vm-assign";
+	case VIREO__OP__BODY_VM_PENDING: return "vm-pending";
+	case VIREO__OP__BODY_VM_REPORT: return "vm-report";
 	default: return "unknown";
 	}
 }
