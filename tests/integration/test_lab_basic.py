@@ -21,8 +21,9 @@ import time
 
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 TOOL = os.environ.get("VIREO_LAB_TOOL", f"{SRC_DIR}/tools/vireo-lab")
-LAB = "labtest"
-LAB5 = "labtest5"
+# Unique per run: two runs of this test at once must not tear down each other's lab.
+LAB = f"tlab{os.getpid() % 100000}"
+LAB5 = f"tlab5x{os.getpid() % 100000}"
 failures = 0
 
 
@@ -133,7 +134,7 @@ def test_three():
     r = lab("exec", "n2", "sh", "-c", "exit 7")
     check(r.returncode == 7, "exec passes the exit code through", r.returncode)
     r = lab("exec", "n1", "sh", "-c", "cat /proc/self/cgroup; ls -d /var/lib/vireo/pool/leases")
-    check("freezer:/vireo-lab/labtest/n1" in r.stdout and "leases" in r.stdout,
+    check(f"freezer:/vireo-lab/{LAB}/n1" in r.stdout and "leases" in r.stdout,
           "exec runs in the host's cgroup and sees the shared pool", r.stdout + r.stderr)
 
     if host(doc, "n1")["daemons"]["vireod"]["pid"]:
@@ -236,9 +237,6 @@ def main():
         print("skipped: the cgroup v1 freezer is not mounted")
         return 77
     try:
-        for name in (LAB, LAB5):
-            if os.path.exists(f"/tmp/vireo-lab/{name}"):
-                lab("down", name=name)
         test_three()
         test_five()
     except Abort:
