@@ -157,9 +157,10 @@ def make_host_dirs(lab, node, authkey):
               "cache/libvirt", "log/corosync", "log/libvirt/qemu", "log/vireo/serial", "pids"):
         os.makedirs(f"{h}/{d}", exist_ok=True)
     write_file(f"{h}/etc/corosync/corosync.conf", corosync_conf(lab, node))
-    with open(f"{h}/etc/corosync/authkey", "wb") as f:
+    # Created 0400 from the start, so the key is never readable by anyone else.
+    fd = os.open(f"{h}/etc/corosync/authkey", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    with os.fdopen(fd, "wb") as f:
         f.write(authkey)
-    os.chmod(f"{h}/etc/corosync/authkey", 0o400)
     write_file(f"{h}/etc/libvirt/libvirtd.conf", LIBVIRTD_CONF)
     write_file(f"{h}/etc/libvirt/qemu.conf", QEMU_CONF)
     write_file(f"{h}/etc/libvirt/qemu-lockd.conf", QEMU_LOCKD_CONF)
