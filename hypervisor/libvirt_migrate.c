@@ -1,0 +1,192 @@
+/* Live migration. libvirt's migrate call blocks until the VM runs on the
+ * target (seconds to minutes), so it runs in a worker thread; the thread
+ * posts its result to the main loop, which reports HV_EVENT_MIGRATION_DONE.
+ * libvirt connections are thread-safe, and our event loop takes libvirt's
+ * watch updates from any thread (libvirt_events.c). */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libvirt/virterror.h>
+#include <qb/qblog.h>
+
+#include "hypervisor/libvirt_events.h"
+#include "hypervisor/libvirt_int.h"
+
+struct hv_migration {
+	struct hv_migration *next;
+	struct hv_conn *c;              /* NULL once disconnect gave up on it */
+	virDomainPtr dom;
+	char name[HV_NAME_MAX + 1];
+	char *dest_uri;
+	uint64_t bandwidth_mibps;
+	pthread_t thread;
+	bool joined;
+	int rc;
+	char message[512];
+};
+
+static void migration_free(struct hv_migration *m)
+{
+	virDomainFree(m->dom);
+	free(m->dest_uri);
+	free(m);
+}
+
+/* Main loop: the thread has posted this as its last act. */
+static void migration_done(void *data)
+{
+	struct hv_migration *m = data;
+	struct hv_conn *c = m->c;
+	struct hv_event ev = {
+		.type = HV_EVENT_MIGRATION_DONE,
+		.name = m->name,
+		.rc = m->rc,
+		.message = m->message,
+	};
+
+	if (!m->joined)
+		pthread_join(m->thread, NULL);
+	if (c) {
+		for (struct hv_migration **pm = &c->migrations; *pm; pm = &(*pm)->next) {
+			if (*pm == m) {
+				*pm = m->next;
+				break;
+			}
+		}
+		qb_log(m->rc ? LOG_ERR : LOG_NOTICE, "%s", m->message);
+		if (m->rc == -ENOTCONN)
+			hv_lv_conn_lost(c, "the connection failed during a live migration");
+		hv_lv_emit(c, &ev);
+	}
+	migration_free(m);
+}
+
+static void *migration_thread(void *data)
+{
+	struct hv_migration *m = data;
+	unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+			     VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
+	virTypedParameterPtr params = NULL;
+	int nparams = 0, maxparams = 0;
+
+	if (m->bandwidth_mibps &&
+	    virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
+				    m->bandwidth_mibps) < 0) {
+		m->rc = -ENOMEM;
+	} else if (virDomainMigrateToURI3(m->dom, m->dest_uri, params, (unsigned int)nparams,
+					  flags) < 0) {
+		virErrorPtr e = virGetLastError();
+		virConnectPtr conn = virDomainGetConnect(m->dom);
+
+		m->rc = hv_libvirt_errno(HV_OP_MIGRATE, e ? e->code : 0, e ? e->int1 : 0,
+					 conn && virConnectIsAlive(conn) == 1);
+		hv_libvirt_op_message(HV_OP_MIGRATE, m->rc, m->name,
+				      e && e->message ? e->message : "libvirt gave no reason",
+				      m->message, sizeof(m->message));
+		virResetLastError();
+	}
+	if (m->rc == 0)
+		snprintf(m->message, sizeof(m->message), "VM %s live-migrated to %s", m->name,
+			 m->dest_uri);
+	else if (!m->message[0])
+		snprintf(m->message, sizeof(m->message), "cannot live-migrate VM %s (%s)", m->name,
+			 strerror(-m->rc));
+	virTypedParamsFree(params, nparams);
+	/* Retried because the loop must hear of it, or disconnect would wait forever. */
+	while (hv_libvirt_events_post(migration_done, m) == -ENOMEM)
+		sched_yield();
+	return NULL;
+}
+
+static struct hv_migration *find(struct hv_conn *c, const char *name)
+{
+	for (struct hv_migration *m = c->migrations; m; m = m->next) {
+		if (strcmp(m->name, name) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+int hv_lv_migrate_live(struct hv_conn *c, const char *name, const struct hv_migrate_params *p)
+{
+	struct hv_migration *m = NULL;
+	virDomainPtr dom = NULL;
+	int rc;
+
+	if (!p || !p->dest_uri || !p->dest_uri[0]) {
+		qb_log(LOG_ERR, "cannot live-migrate VM %s: no target URI given", name);
+		return -EINVAL;
+	}
+	if ((rc = hv_lv_lookup(c, name, HV_OP_MIGRATE, &dom)) < 0)
+		return rc;
+	if (find(c, name)) {
+		qb_log(LOG_ERR, "VM %s is already being migrated; abort that first", name);
+		rc = -EBUSY;
+		goto cleanup;
+	}
+	if (virDomainIsActive(dom) != 1) {
+		qb_log(LOG_NOTICE, "VM %s is not running; live migration needs a running VM", name);
+		rc = -ESRCH;
+		goto cleanup;
+	}
+	if (p->max_downtime_ms && virDomainMigrateSetMaxDowntime(dom, p->max_downtime_ms, 0) < 0) {
+		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
+		goto cleanup;
+	}
+	rc = -ENOMEM;
+	if (!(m = calloc(1, sizeof(*m))) || !(m->dest_uri = strdup(p->dest_uri)))
+		goto cleanup;
+	m->c = c;
+	m->dom = dom;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->bandwidth_mibps = p->bandwidth_mibps;
+	if ((rc = -pthread_create(&m->thread, NULL, migration_thread, m)) < 0) {
+		qb_log(LOG_ERR, "cannot start a thread to migrate VM %s: %s", name, strerror(-rc));
+		goto cleanup;
+	}
+	m->next = c->migrations;
+	c->migrations = m;
+	qb_log(LOG_NOTICE, "live-migrating VM %s to %s", name, p->dest_uri);
+	return 0;
+cleanup:
+	if (m)
+		free(m->dest_uri);
+	free(m);
+	if (dom)
+		virDomainFree(dom);
+	return rc;
+}
+
+int hv_lv_migrate_abort(struct hv_conn *c, const char *name)
+{
+	struct hv_migration *m = find(c, name);
+
+	if (!m) {
+		qb_log(LOG_NOTICE, "VM %s is not being migrated; nothing to abort", name);
+		return -ESRCH;
+	}
+	if (virDomainAbortJob(m->dom) < 0)
+		return hv_lv_fail(c, HV_OP_MIGRATE, name);
+	qb_log(LOG_NOTICE, "aborting the live migration of VM %s", name);
+	return 0;
+}
+
+void hv_lv_migrations_stop(struct hv_conn *c)
+{
+	while (c->migrations) {
+		struct hv_migration *m = c->migrations;
+
+		c->migrations = m->next;
+		if (virDomainAbortJob(m->dom) < 0)
+			virResetLastError();
+		/* The thread ends once libvirt gives up; its posted result then
+		 * only frees m. */
+		pthread_join(m->thread, NULL);
+		m->joined = true;
+		m->c = NULL;
+	}
+}
