@@ -26,7 +26,7 @@ struct hv_probe {
 	hv_accel_done_fn done;
 	void *ctx;
 	enum hv_accel result;
-	char reason[384];
+	char reason[512];
 	virDomainPtr dom;
 	char name[HV_NAME_MAX + 1];
 	char *serial;
@@ -161,7 +161,8 @@ static bool probe_boot(struct hv_probe *p, const struct hv_accel_probe *probe)
 	};
 	const char *why = NULL;
 	char *caps = NULL, *xml = NULL;
-	virErrorPtr e;
+	char detail[300];
+	int code, int1;
 	bool ok = false;
 
 	if (access(KVM_DEV, R_OK | W_OK) < 0) {
@@ -170,9 +171,9 @@ static bool probe_boot(struct hv_probe *p, const struct hv_accel_probe *probe)
 		return false;
 	}
 	if (!(caps = virConnectGetDomainCapabilities(c->conn, NULL, NULL, NULL, "kvm", 0))) {
-		e = virGetLastError();
+		hv_lv_last_error(&code, &int1, detail, sizeof(detail));
 		snprintf(p->reason, sizeof(p->reason), "libvirt cannot run KVM guests here (%s)",
-			 e && e->message ? e->message : "no reason given");
+			 detail);
 		goto cleanup;
 	}
 	if (hv_domain_xml(&spec, HV_ACCEL_KVM, &xml, &why) < 0) {
@@ -184,9 +185,8 @@ static bool probe_boot(struct hv_probe *p, const struct hv_accel_probe *probe)
 	p->started_ms = mono_ms();
 	/* Transient, and destroyed by libvirt if vireo dies mid-probe. */
 	if (!(p->dom = virDomainCreateXML(c->conn, xml, VIR_DOMAIN_START_AUTODESTROY))) {
-		e = virGetLastError();
-		snprintf(p->reason, sizeof(p->reason), "a KVM guest does not start here (%s)",
-			 e && e->message ? e->message : "no reason given");
+		hv_lv_last_error(&code, &int1, detail, sizeof(detail));
+		snprintf(p->reason, sizeof(p->reason), "a KVM guest does not start here (%s)", detail);
 		goto cleanup;
 	}
 	ok = true;

@@ -244,11 +244,12 @@ const char *hv_event_name(enum hv_event_type t);
 const char *hv_reason_name(enum hv_event_reason r);
 
 /* hv_shutdown.c: asks the guest to power off; if it is still running after
- * timeout_ms (0: VIREO_HV_SHUTDOWN_MS), destroys it. Never blocks: a loop
- * timer polls the state. done(ctx, name, rc, forced) is called once, from the
+ * timeout_ms (0: VIREO_HV_SHUTDOWN_MS), destroys it. A paused guest cannot
+ * hear the request and is destroyed at once. Never blocks: a loop timer
+ * polls the state. done(ctx, name, rc, forced) is called once, from the
  * loop: rc 0 when the VM is off (forced says it had to be destroyed), else
- * the error of the destroy that failed. -ENOENT/-ESRCH from the first request
- * mean it was not running: done is not called then. *out (may be NULL) is
+ * the error of the destroy that failed. -ENOENT (not defined) and -ESRCH
+ * (not running) are returned at once and done is not called. *out (may be NULL) is
  * valid until done runs or hv_shutdown_cancel. */
 struct hv_shutdown;
 typedef void (*hv_shutdown_done_fn)(void *ctx, const char *name, int rc, bool forced);

@@ -25,6 +25,7 @@ struct hv_shutdown {
 	void *ctx;
 	qb_loop_timer_handle timer;
 	bool armed;
+	bool paused;            /* cannot hear the request */
 };
 
 static uint64_t mono_ms(void)
@@ -60,7 +61,11 @@ static void tick(void *data)
 		return;
 	}
 	if (mono_ms() >= s->deadline_ms) {
-		qb_log(LOG_WARNING, "VM %s did not power off in time; destroying it", s->name);
+		if (s->paused)
+			qb_log(LOG_NOTICE, "VM %s is paused and cannot power off by itself; "
+			       "destroying it", s->name);
+		else
+			qb_log(LOG_WARNING, "VM %s did not power off in time; destroying it", s->name);
 		rc = s->drv->destroy(s->c, s->name);
 		/* Gone by itself between the two calls: that is what we wanted. */
 		if (rc == -ESRCH || rc == -ENOENT)
@@ -87,6 +92,7 @@ int hv_shutdown_graceful(const struct hv_driver *drv, struct hv_conn *c, qb_loop
 {
 	struct hv_shutdown *s;
 	uint32_t t = VIREO_HV_TOKEN_MS(token_ms);
+	enum hv_vm_state st = HV_STATE_UNKNOWN;
 	int rc;
 
 	if (out)
@@ -103,8 +109,17 @@ int hv_shutdown_graceful(const struct hv_driver *drv, struct hv_conn *c, qb_loop
 	s->poll_ms = VIREO_HV_STATE_POLL_MS(t);
 	s->done = done;
 	s->ctx = ctx;
-	rc = drv->shutdown(c, name);
-	if (rc == -ENOENT || rc == -ESRCH || rc == -EINVAL)
+	rc = drv->state(c, name, &st);
+	if (rc == -ENOENT || rc == -EINVAL)
+		goto cleanup;
+	if (rc == 0 && (st == HV_STATE_SHUTOFF || st == HV_STATE_CRASHED)) {
+		rc = -ESRCH;
+		goto cleanup;
+	}
+	/* A paused guest cannot see the power button: no grace. */
+	s->paused = rc == 0 && st == HV_STATE_PAUSED;
+	rc = s->paused ? -EAGAIN : drv->shutdown(c, name);
+	if (rc == -ENOENT || rc == -EINVAL)
 		goto cleanup;
 	/* A guest that cannot be asked is destroyed at the first look;
 	 * -ENOTCONN keeps the grace: libvirt may be back for the destroy. */

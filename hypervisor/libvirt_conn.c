@@ -24,15 +24,31 @@ void hv_lv_emit(struct hv_conn *c, const struct hv_event *ev)
 		c->cb.event(c->cb.ctx, ev);
 }
 
+void hv_lv_last_error(int *code, int *int1, char *detail, size_t len)
+{
+	/* Copied at once: the next libvirt call resets the thread's error. */
+	virErrorPtr e = virGetLastError();
+	char *p;
+
+	*code = e ? e->code : VIR_ERR_OK;
+	*int1 = e ? e->int1 : 0;
+	snprintf(detail, len, "%s", e && e->message ? e->message : "libvirt gave no reason");
+	/* QEMU's stderr arrives in the message: keep the log line one line. */
+	while ((p = strpbrk(detail, "\r\n")))
+		*p = ' ';
+	virResetLastError();
+}
+
 int hv_lv_fail(struct hv_conn *c, enum hv_op op, const char *subject)
 {
-	virErrorPtr e = virGetLastError();
-	int code = e ? e->code : VIR_ERR_OK;
-	const char *detail = e && e->message ? e->message : "libvirt gave no reason";
-	bool alive = op == HV_OP_CONNECT || (c->conn && virConnectIsAlive(c->conn) == 1);
-	int rc = hv_libvirt_errno(op, code, e ? e->int1 : 0, alive);
-	char line[512];
+	char detail[384], line[640];
+	int code, int1;
+	bool alive;
+	int rc;
 
+	hv_lv_last_error(&code, &int1, detail, sizeof(detail));
+	alive = op == HV_OP_CONNECT || (c->conn && virConnectIsAlive(c->conn) == 1);
+	rc = hv_libvirt_errno(op, code, int1, alive);
 	hv_libvirt_op_message(op, rc, subject, detail, line, sizeof(line));
 	qb_log(rc == -ENOENT || rc == -ESRCH || rc == -EEXIST ? LOG_NOTICE : LOG_ERR, "%s", line);
 	if (rc == -ENOTCONN)
@@ -140,15 +156,13 @@ static int open_conn(struct hv_conn *c, int level)
 	int keepalive = VIREO_HV_KEEPALIVE_S(c->token_ms);
 
 	if (!conn) {
-		virErrorPtr e = virGetLastError();
-		int rc = hv_libvirt_errno(HV_OP_CONNECT, e ? e->code : 0, e ? e->int1 : 0, true);
-		char line[512];
+		char detail[384], line[640];
+		int code, int1, rc;
 
-		hv_libvirt_op_message(HV_OP_CONNECT, rc, c->uri,
-				      e && e->message ? e->message : "libvirt gave no reason",
-				      line, sizeof(line));
+		hv_lv_last_error(&code, &int1, detail, sizeof(detail));
+		rc = hv_libvirt_errno(HV_OP_CONNECT, code, int1, true);
+		hv_libvirt_op_message(HV_OP_CONNECT, rc, c->uri, detail, line, sizeof(line));
 		qb_log(level, "%s", line);
-		virResetLastError();
 		return rc;
 	}
 	c->conn = conn;

@@ -40,18 +40,34 @@ cleanup:
 	return rc;
 }
 
-static int lv_define(struct hv_conn *c, const struct hv_vm_spec *spec)
+/* Without a UUID in the spec, a VM of that name keeps its own: redefining
+ * it replaces its configuration instead of clashing. */
+static void keep_uuid(struct hv_conn *c, struct hv_vm_spec *spec, char uuid[VIR_UUID_STRING_BUFLEN])
 {
+	virDomainPtr dom;
+
+	if (spec->uuid || !(dom = virDomainLookupByName(c->conn, spec->name))) {
+		virResetLastError();
+		return;
+	}
+	if (virDomainGetUUIDString(dom, uuid) == 0)
+		spec->uuid = uuid;
+	virDomainFree(dom);
+}
+
+static int lv_define(struct hv_conn *c, const struct hv_vm_spec *given)
+{
+	struct hv_vm_spec copy = *given, *spec = &copy;
 	enum hv_accel accel = spec->accel == HV_ACCEL_AUTO ? c->accel : spec->accel;
+	char uuid[VIR_UUID_STRING_BUFLEN];
 	virDomainPtr dom = NULL;
 	const char *why = NULL;
 	char *xml = NULL;
 	int rc;
 
-	if ((rc = hv_domain_xml(spec, accel, &xml, &why)) < 0) {
-		if (rc == -EINVAL)
-			qb_log(LOG_ERR, "cannot define VM %s: %s", hv_name_valid(spec->name)
-			       ? spec->name : "(invalid name)", why);
+	if ((rc = hv_vm_spec_check(spec, &why)) < 0) {
+		qb_log(LOG_ERR, "cannot define VM %s: %s", hv_name_valid(spec->name)
+		       ? spec->name : "(invalid name)", why);
 		goto cleanup;
 	}
 	if (!c->conn) {
@@ -62,6 +78,11 @@ static int lv_define(struct hv_conn *c, const struct hv_vm_spec *spec)
 	}
 	if ((rc = check_identity(c, spec)) < 0)
 		goto cleanup;
+	keep_uuid(c, spec, uuid);
+	if ((rc = hv_domain_xml(spec, accel, &xml, &why)) < 0) {
+		qb_log(LOG_ERR, "cannot define VM %s: %s", spec->name, why ? why : "out of memory");
+		goto cleanup;
+	}
 	if (!(dom = virDomainDefineXMLFlags(c->conn, xml, VIR_DOMAIN_DEFINE_VALIDATE))) {
 		rc = hv_lv_fail(c, HV_OP_DEFINE, spec->name);
 		goto cleanup;

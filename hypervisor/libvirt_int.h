@@ -9,6 +9,7 @@
 #define VIREO_HYPERVISOR_LIBVIRT_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <libvirt/libvirt.h>
 #include <qb/qbloop.h>
@@ -44,6 +45,8 @@ struct hv_conn {
 	struct hv_migration *migrations;
 };
 
+/* This thread's last libvirt error, copied (one line) and reset. */
+void hv_lv_last_error(int *code, int *int1, char *detail, size_t len);
 /* Reports the last libvirt error of this thread for op on subject (a VM
  * name, a path or the URI), maps it to -errno, notices a dead connection. */
 int hv_lv_fail(struct hv_conn *c, enum hv_op op, const char *subject);

@@ -79,14 +79,16 @@ static void *migration_thread(void *data)
 		m->rc = -ENOMEM;
 	} else if (virDomainMigrateToURI3(m->dom, m->dest_uri, params, (unsigned int)nparams,
 					  flags) < 0) {
-		virErrorPtr e = virGetLastError();
-		virConnectPtr conn = virDomainGetConnect(m->dom);
+		char detail[384];
+		int code, int1;
+		virConnectPtr conn;
 
-		m->rc = hv_libvirt_errno(HV_OP_MIGRATE, e ? e->code : 0, e ? e->int1 : 0,
+		hv_lv_last_error(&code, &int1, detail, sizeof(detail));
+		conn = virDomainGetConnect(m->dom);
+		m->rc = hv_libvirt_errno(HV_OP_MIGRATE, code, int1,
 					 conn && virConnectIsAlive(conn) == 1);
-		hv_libvirt_op_message(HV_OP_MIGRATE, m->rc, m->name,
-				      e && e->message ? e->message : "libvirt gave no reason",
-				      m->message, sizeof(m->message));
+		hv_libvirt_op_message(HV_OP_MIGRATE, m->rc, m->name, detail, m->message,
+				      sizeof(m->message));
 		virResetLastError();
 	}
 	if (m->rc == 0)
