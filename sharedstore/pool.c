@@ -491,6 +491,7 @@ int store_pool_init(const char *path, char id[STORE_POOL_ID_LEN + 1], char *err,
 	char file[PATH_MAX], tmp[PATH_MAX], host[65] = "host", line[STORE_POOL_ID_LEN + 2];
 	uint8_t rnd[16];
 	bool linked = false;
+	ssize_t n;
 	int fd = -1, rc;
 
 	id[0] = '\0';
@@ -524,10 +525,15 @@ int store_pool_init(const char *path, char id[STORE_POOL_ID_LEN + 1], char *err,
 	 * fails if the name exists, atomically even on NFS, so two hosts racing
 	 * to initialise get one id, and nobody ever reads a half-written file. */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) < 0) {
+	if (fd < 0)
 		rc = -errno;
+	else if ((n = write(fd, line, strlen(line))) != (ssize_t)strlen(line))
+		rc = n < 0 ? -errno : -ENOSPC;
+	else if (fsync(fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
 		snprintf(err, errlen, "cannot write the pool id on shared store %s (%s); check "
-			 "that it is mounted read-write and has space", path, strerror(errno));
+			 "that it is mounted read-write and has space", path, strerror(-rc));
 		goto cleanup;
 	}
 	if (link(tmp, file) < 0) {
