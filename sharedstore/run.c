@@ -213,6 +213,7 @@ int store_run(const char *const argv[], unsigned timeout_ms, struct store_run_re
 		goto cleanup;
 	}
 	if (pid == 0) {
+		sigset_t none;
 		int e;
 
 		if (dup2(devnull, 0) < 0 || dup2(opipe[1], 1) < 0 || dup2(epipe[1], 2) < 0)
@@ -222,6 +223,9 @@ int store_run(const char *const argv[], unsigned timeout_ms, struct store_run_re
 			_exit(127);
 		close_range(3, (unsigned)xpipe[1] - 1, 0);
 		close_range((unsigned)xpipe[1] + 1, ~0u, 0);
+		/* vireod's main loop blocks and ignores signals; qemu-img must not inherit that. */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		execvpe(argv[0], (char *const *)argv, env);
 		e = errno;
