@@ -167,6 +167,10 @@ struct hv_migrate_params {
 	const char *dest_uri;       /* the target host's daemon, e.g. qemu+tcp://n2/system */
 	uint32_t max_downtime_ms;   /* 0: the hypervisor's default */
 	uint64_t bandwidth_mibps;   /* 0: unlimited */
+	/* The disks are on storage the target shares although libvirt cannot
+	 * tell (it trusts only NFS, cluster file systems and the like; the lab's
+	 * pool is one ext4 mounted in every host): migrate anyway. */
+	bool trust_shared_disks;
 };
 
 /* What resolve_accel needs to boot its probe guest: the test guest, whose

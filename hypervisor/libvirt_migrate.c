@@ -23,6 +23,7 @@ struct hv_migration {
 	char name[HV_NAME_MAX + 1];
 	char *dest_uri;
 	uint64_t bandwidth_mibps;
+	bool unsafe;
 	pthread_t thread;
 	bool joined;
 	int rc;
@@ -72,6 +73,9 @@ static void *migration_thread(void *data)
 			     VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
 	virTypedParameterPtr params = NULL;
 	int nparams = 0, maxparams = 0;
+
+	if (m->unsafe)
+		flags |= VIR_MIGRATE_UNSAFE;
 
 	if (m->bandwidth_mibps &&
 	    virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
@@ -146,6 +150,7 @@ int hv_lv_migrate_live(struct hv_conn *c, const char *name, const struct hv_migr
 	m->dom = dom;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->bandwidth_mibps = p->bandwidth_mibps;
+	m->unsafe = p->trust_shared_disks;
 	if ((rc = -pthread_create(&m->thread, NULL, migration_thread, m)) < 0) {
 		qb_log(LOG_ERR, "cannot start a thread to migrate VM %s: %s", name, strerror(-rc));
 		goto cleanup;

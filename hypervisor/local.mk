@@ -48,3 +48,5 @@ tests_hv_hv_smoke_CFLAGS = $(HV_CFLAGS)
 tests_hv_hv_smoke_LDADD = $(HV_LIBS)
 
 EXTRA_DIST += doc/hypervisor.md
+
+INTEGRATION_TESTS += tests/integration/test_hv_driver.py tests/integration/test_hv_migrate.py

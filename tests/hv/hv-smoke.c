@@ -9,12 +9,15 @@
  *   hv-smoke [options] start-undefined  start a VM nobody defined: -ENOENT
  *   hv-smoke [options] reconnect        run a VM, print READY, wait for the
  *                                       daemon to go and come back, re-read
+ *   hv-smoke [options] --dest URI migrate
+ *                                       live-migrate a running VM to URI and
+ *                                       check it goes on there
  *
  * Options: --guest DIR (test guest, default /var/cache/vireo/guest),
  * --dir DIR (serial logs, save files, disk; default
  * /var/lib/vireo/pool/hv-smoke), --name NAME, --uri URI, --machine pc|q35,
  * --accel kvm|tcg|auto, --disk, --bridge BR, --ip A.B.C.D/LEN, --runs N,
- * --verbose.
+ * --dest URI, --verbose.
  *
  * Prints what it sees as lines a test can grep: EVENT <type> <vm> <reason>,
  * STEP <what> <ms>, BOOT-MS <run> <ms>, ACCEL <accel> <reason>, RC <errno>,
@@ -48,6 +51,7 @@ struct opts {
 	const char *uri;
 	const char *bridge;
 	const char *ip;
+	const char *dest;
 	char name[HV_NAME_MAX + 1];
 	enum hv_machine machine;
 	enum hv_accel accel;
@@ -84,6 +88,7 @@ struct smoke {
 struct serial {
 	int heartbeats;
 	uint64_t last_n;
+	uint64_t first_uptime_ms;   /* of the latest boot's first HEARTBEAT */
 	char boot_id[64];
 	int starts;
 	bool poweroff;
@@ -182,9 +187,12 @@ static void read_serial(const char *path, struct serial *out)
 		if (sscanf(line, "HEARTBEAT %" SCNu64 " %63s %" SCNu64, &n, id, &up) == 3) {
 			out->heartbeats++;
 			out->last_n = n;
+			if (!out->first_uptime_ms)
+				out->first_uptime_ms = up;
 			snprintf(out->boot_id, sizeof(out->boot_id), "%s", id);
 		} else if (strncmp(line, "VIREO-GUEST-START ", 18) == 0) {
 			out->starts++;
+			out->first_uptime_ms = 0;
 		} else if (strncmp(line, "POWEROFF", 8) == 0) {
 			out->poweroff = true;
 		} else if (strncmp(line, "DISK-LAST ", 10) == 0) {
@@ -636,8 +644,11 @@ static int cmd_boottime(struct smoke *s)
 	for (int i = 0; i < runs; i++) {
 		int before;
 
+		struct serial now;
+
 		ms[i] = start_and_boot(s);
-		say("BOOT-MS %d %" PRIu64, i + 1, ms[i]);
+		read_serial(s->serial, &now);
+		say("BOOT-MS %d %" PRIu64 " guest-uptime %" PRIu64, i + 1, ms[i], now.first_uptime_ms);
 		before = s->seen[HV_EVENT_STOPPED];
 		CHECK(s->drv->destroy(s->c, s->o.name) == 0, "destroy failed");
 		CHECK(wait_event(s, HV_EVENT_STOPPED, before, 5000), "no STOPPED event");
@@ -707,11 +718,104 @@ static int cmd_reconnect(struct smoke *s)
 	return 0;
 }
 
+/* Events of the target's connection. */
+static int dest_seen[HV_EVENT_MIGRATION_DONE + 1];
+
+static void on_dest_event(void *ctx, const struct hv_event *ev)
+{
+	if (ev->type <= HV_EVENT_MIGRATION_DONE)
+		dest_seen[ev->type]++;
+	if (ev->name)
+		say("EVENT-DEST %s %s %s", hv_event_name(ev->type), ev->name,
+		    hv_reason_name(ev->reason));
+}
+
+static int migration_rc;
+
+static void on_migrate_event(void *ctx, const struct hv_event *ev)
+{
+	if (ev->type == HV_EVENT_MIGRATION_DONE) {
+		migration_rc = ev->rc;
+		say("MIGRATION rc=%d %s", ev->rc, ev->message ? ev->message : "");
+	}
+	on_event(ctx, ev);
+}
+
+static int cmd_migrate(struct smoke *s)
+{
+	struct hv_connect_params dp = {
+		.loop = s->loop,
+		.uri = s->o.dest,
+		.cb = { .ctx = s, .event = on_dest_event },
+	};
+	/* The disk is on the lab's pool: shared, but not in a way libvirt sees. */
+	struct hv_migrate_params mp = {
+		.dest_uri = s->o.dest,
+		.max_downtime_ms = 300,
+		.trust_shared_disks = true,
+	};
+	struct hv_connect_params sp = {
+		.loop = s->loop,
+		.uri = s->o.uri,
+		.cb = { .ctx = s, .event = on_migrate_event },
+	};
+	struct hv_conn *dc = NULL;
+	struct serial a, b;
+	enum hv_vm_state st;
+	int before, rc;
+	uint64_t t0;
+
+	CHECK(s->o.dest, "migrate needs --dest URI");
+	rc = s->drv->connect(&sp, &s->c);
+	CHECK(rc == 0, "connect: %s", strerror(-rc));
+	rc = s->drv->connect(&dp, &dc);
+	CHECK(rc == 0, "connect to %s: %s", s->o.dest, strerror(-rc));
+	resolve_accel(s, s->o.accel_set ? s->o.accel : HV_ACCEL_TCG);
+	define_vm(s);
+	start_and_boot(s);
+	CHECK(s->drv->migrate_live(s->c, s->o.name, &(struct hv_migrate_params){ .dest_uri = "" })
+	      == -EINVAL, "a migration without a target was accepted");
+
+	read_serial(s->serial, &b);
+	before = s->seen[HV_EVENT_MIGRATION_DONE];
+	t0 = now_ms();
+	rc = s->drv->migrate_live(s->c, s->o.name, &mp);
+	CHECK(rc == 0, "migrate_live: %s", strerror(-rc));
+	CHECK(s->drv->migrate_live(s->c, s->o.name, &mp) == -EBUSY, "a second migration was accepted");
+	CHECK(wait_event(s, HV_EVENT_MIGRATION_DONE, before, 120000), "the migration never ended");
+	say("STEP migrate %" PRIu64, now_ms() - t0);
+	CHECK(migration_rc == 0, "the migration failed: %s", strerror(-migration_rc));
+	/* Gone here (undefined at the source), running there, same boot. */
+	rc = s->drv->state(s->c, s->o.name, &st);
+	CHECK(rc == -ENOENT, "the source still has the VM (state rc %d, %s)", rc, hv_state_name(st));
+	s->defined = false;
+	rc = s->drv->state(dc, s->o.name, &st);
+	CHECK(rc == 0 && st == HV_STATE_RUNNING, "at the target the VM is %s (rc %d)",
+	      hv_state_name(st), rc);
+	read_serial(s->serial, &mark);
+	CHECK(wait_for(s, heartbeat_after_mark, 5000), "no HEARTBEAT after the migration");
+	read_serial(s->serial, &a);
+	CHECK(strcmp(a.boot_id, b.boot_id) == 0 && a.starts == 1, "the guest rebooted: %s -> %s",
+	      b.boot_id, a.boot_id);
+	say("MIGRATED boot_id=%s n=%" PRIu64 "->%" PRIu64, a.boot_id, b.last_n, a.last_n);
+	wait_for(s, NULL, 200);
+	CHECK(dest_seen[HV_EVENT_STARTED] > 0 || dest_seen[HV_EVENT_RESUMED] > 0,
+	      "the target reported neither STARTED nor RESUMED");
+	CHECK(s->drv->destroy(dc, s->o.name) == 0, "destroy at the target failed");
+	CHECK(s->drv->undefine(dc, s->o.name) == 0, "undefine at the target failed");
+	s->drv->disconnect(dc);
+	unlink(s->serial);
+	if (s->o.disk)
+		unlink(s->disk_path);
+	return 0;
+}
+
 static void __attribute__((noreturn)) usage(void)
 {
 	fprintf(stderr, "usage: hv-smoke [--guest DIR] [--dir DIR] [--name NAME] [--uri URI] "
 		"[--machine pc|q35] [--accel kvm|tcg|auto] [--disk] [--bridge BR] [--ip A.B.C.D/LEN] "
-		"[--runs N] [--verbose] lifecycle|boottime|accel|start-undefined|reconnect\n");
+		"[--runs N] [--dest URI] [--verbose] "
+		"lifecycle|boottime|accel|start-undefined|reconnect|migrate\n");
 	exit(2);
 }
 
@@ -728,6 +832,7 @@ static void parse(int argc, char **argv, struct opts *o, const char **cmd)
 		{ "bridge", required_argument, NULL, 'b' },
 		{ "ip", required_argument, NULL, 'i' },
 		{ "runs", required_argument, NULL, 'r' },
+		{ "dest", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -762,6 +867,7 @@ static void parse(int argc, char **argv, struct opts *o, const char **cmd)
 				usage();
 			break;
 		case 'v': o->verbose = true; break;
+		case 'T': o->dest = optarg; break;
 		default: usage();
 		}
 	}
@@ -809,6 +915,8 @@ int main(int argc, char **argv)
 		rc = cmd_start_undefined(&s);
 	else if (strcmp(cmd, "reconnect") == 0)
 		rc = cmd_reconnect(&s);
+	else if (strcmp(cmd, "migrate") == 0)
+		rc = cmd_migrate(&s);
 	else
 		usage();
 	s.drv->disconnect(s.c);
