@@ -43,10 +43,10 @@ tests_unit_test_hv_events_LDADD = $(HV_UNIT_LDADD)
 # tests/integration/test_hv_driver.py); built with everything else so
 # the integration test finds it.
 noinst_PROGRAMS += tests/hv/hv-smoke
-tests_hv_hv_smoke_SOURCES = tests/hv/hv-smoke.c
+tests_hv_hv_smoke_SOURCES = tests/hv/hv-smoke.c tests/hv/smoke.c tests/hv/smoke.h
 tests_hv_hv_smoke_CFLAGS = $(HV_CFLAGS)
 tests_hv_hv_smoke_LDADD = $(HV_LIBS)
 
-EXTRA_DIST += doc/hypervisor.md
+EXTRA_DIST += doc/hypervisor.md hypervisor/README.md
 
 INTEGRATION_TESTS += tests/integration/test_hv_driver.py tests/integration/test_hv_migrate.py
