@@ -133,20 +133,72 @@ void hv_lv_conn_lost(struct hv_conn *c, const char *why)
 		c->lost_queued = true;
 }
 
-static void on_close(virConnectPtr conn, int reason, void *opaque)
+/* Every hv_conn alive, so that a close reported from another thread can be
+ * checked on the loop before it is acted on. Loop thread only. */
+static struct hv_conn *live[16];
+
+static bool is_live(const struct hv_conn *c)
 {
-	struct hv_conn *c = opaque;
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		if (live[i] == c)
+			return true;
+	}
+	return false;
+}
+
+static void set_live(struct hv_conn *c, bool yes)
+{
+	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
+		if (yes ? !live[i] : live[i] == c) {
+			live[i] = yes ? c : NULL;
+			return;
+		}
+	}
+}
+
+struct closed {
+	struct hv_conn *c;
+	virConnectPtr conn;
+	int reason;
+};
+
+static void closed_on_loop(void *data)
+{
+	struct closed *cl = data;
+	struct hv_conn *c = cl->c;
 	const char *why;
 
-	if (conn != c->conn)
-		return;
-	switch (reason) {
+	if (!is_live(c) || cl->conn != c->conn)
+		goto cleanup;
+	switch (cl->reason) {
 	case VIR_CONNECT_CLOSE_REASON_EOF: why = "the daemon closed the connection"; break;
 	case VIR_CONNECT_CLOSE_REASON_KEEPALIVE: why = "the daemon stopped answering keepalives"; break;
 	case VIR_CONNECT_CLOSE_REASON_ERROR: why = "an I/O error on the connection"; break;
 	default: why = "the connection was closed"; break;
 	}
 	hv_lv_conn_lost(c, why);
+cleanup:
+	free(cl);
+}
+
+/* libvirt calls this from whichever thread noticed: the loop's, or the
+ * migration thread's when its call hit the dead socket. */
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+	struct closed *cl = malloc(sizeof(*cl));
+
+	if (!cl) {
+		qb_log(LOG_CRIT, "out of memory noting that the libvirt connection closed; the "
+		       "next call will notice instead");
+		return;
+	}
+	cl->c = opaque;
+	cl->conn = conn;
+	cl->reason = reason;
+	if (hv_libvirt_events_on_loop())
+		closed_on_loop(cl);
+	else if (hv_libvirt_events_post(closed_on_loop, cl) < 0)
+		free(cl);
 }
 
 /* 0, or -errno with the reason logged at level. */
@@ -245,6 +297,10 @@ int hv_lv_connect(const struct hv_connect_params *p, struct hv_conn **out)
 		qb_log(LOG_ERR, "cannot run libvirt's events in the main loop: %s", strerror(-rc));
 		return rc;
 	}
+	if (!is_live(NULL)) {           /* no free slot */
+		qb_log(LOG_ERR, "too many libvirt connections in one process; disconnect one first");
+		return -EMFILE;
+	}
 	if (!(c = calloc(1, sizeof(*c))))
 		return -ENOMEM;
 	c->loop = p->loop;
@@ -268,6 +324,7 @@ int hv_lv_connect(const struct hv_connect_params *p, struct hv_conn **out)
 	} else {
 		qb_log(LOG_NOTICE, "connected to the libvirt daemon at %s", c->uri);
 	}
+	set_live(c, true);
 	*out = c;
 	return 0;
 }
@@ -276,6 +333,7 @@ void hv_lv_disconnect(struct hv_conn *c)
 {
 	if (!c)
 		return;
+	set_live(c, false);
 	hv_lv_probe_stop(c);
 	hv_lv_migrations_stop(c);
 	if (c->reconnect_armed)

@@ -497,6 +497,16 @@ int hv_libvirt_events_post(void (*fn)(void *data), void *data)
 	return rc;
 }
 
+bool hv_libvirt_events_on_loop(void)
+{
+	bool yes;
+
+	pthread_mutex_lock(&ev.lock);
+	yes = ev.loop && on_loop_thread();
+	pthread_mutex_unlock(&ev.lock);
+	return yes;
+}
+
 void hv_libvirt_events_counts(int *watches, int *timeouts)
 {
 	int nw = 0, nt = 0;

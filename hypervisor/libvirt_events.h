@@ -10,6 +10,7 @@
 #ifndef VIREO_HYPERVISOR_LIBVIRT_EVENTS_H
 #define VIREO_HYPERVISOR_LIBVIRT_EVENTS_H
 
+#include <stdbool.h>
 #include <qb/qbloop.h>
 
 /* Registers the implementation on loop, whose thread is the caller's. Call
@@ -21,6 +22,9 @@ int hv_libvirt_events_init(qb_loop_t *loop);
 /* Runs fn(data) on the loop's thread soon. Callable from any thread.
  * 0 or -ENOMEM; -ENOTCONN before init. */
 int hv_libvirt_events_post(void (*fn)(void *data), void *data);
+
+/* Whether the caller runs on the loop's thread. */
+bool hv_libvirt_events_on_loop(void);
 
 /* Counts for tests: watches and timeouts libvirt has registered. */
 void hv_libvirt_events_counts(int *watches, int *timeouts);
