@@ -194,17 +194,17 @@ static int event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const c
 	return event_add(st, time_ms, node, text);
 }
 
-static int valid_name(const char *s)
+bool cluster_name_valid(const char *s)
 {
 	size_t len = s ? strlen(s) : 0;
 
 	if (len == 0 || len > CLUSTER_NAME_MAX)
-		return 0;
+		return false;
 	for (const char *p = s; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
-			return 0;
-	return 1;
+			return false;
+	return true;
 }
 
 static int apply_announce(cluster_state *st, const Vireo__Op *op)
@@ -215,7 +215,7 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 	int is_new = 0;
 	int rc;
 
-	if (a->id == 0 || !valid_name(a->name) || strlen(a->address) > CLUSTER_NAME_MAX ||
+	if (a->id == 0 || !cluster_name_valid(a->name) || strlen(a->address) > CLUSTER_NAME_MAX ||
 	    strlen(a->version) > CLUSTER_NAME_MAX)
 		return -EINVAL;
 	same_name = node_by_name(st, a->name);
@@ -283,7 +283,7 @@ static int apply_config(cluster_state *st, const Vireo__Op *op)
 	const char *name = op->cluster_config->cluster_name;
 	int rc;
 
-	if (!valid_name(name))
+	if (!cluster_name_valid(name))
 		return -EINVAL;
 	if ((rc = set_str(&st->cluster_name, name)) < 0)
 		return rc;

@@ -6,6 +6,7 @@
 #ifndef VIREO_CLUSTER_STATE_H
 #define VIREO_CLUSTER_STATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "proto/vireo.pb-c.h"
@@ -35,6 +36,10 @@ int cluster_state_digest(const cluster_state *st, struct cluster_digest *d);
 void cluster_digest_hex(const struct cluster_digest *d, char out[2 * CLUSTER_DIGEST_LEN + 1]);
 
 Vireo__NodeInfo *cluster_state_node(const cluster_state *st, uint32_t id);
+
+/* The one rule for names in the cluster (nodes, the cluster, VMs, images):
+ * 1 to CLUSTER_NAME_MAX letters, digits, '-', '_' or '.'. */
+bool cluster_name_valid(const char *s);
 
 /* Applies one operation. Returns 0 when the state changed (version + 1),
  * -EALREADY when it asks for what already holds (state untouched), -EINVAL

@@ -16,17 +16,10 @@ Vireo__Vm *cluster_vm_find(const cluster_state *st, const char *name)
 	return NULL;
 }
 
+/* VM and image names also become file names: no leading '.' or '-'. */
 static bool valid_vm_name(const char *s)
 {
-	size_t len = strlen(s);
-
-	if (len == 0 || len > CLUSTER_NAME_MAX || s[0] == '.' || s[0] == '-')
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_' || *s == '.'))
-			return false;
-	return true;
+	return cluster_name_valid(s) && s[0] != '.' && s[0] != '-';
 }
 
 static bool valid_uuid(const char *s)

@@ -14,20 +14,17 @@
 
 #define NS_PER_MS 1000000ull
 
-uint64_t node_now_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / NS_PER_MS;
-}
-
 uint64_t node_now_mono_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t node_now_mono_ms(void)
+{
+	return node_now_mono_us() / 1000u;
 }
 
 int64_t node_now_wall_ms(void)

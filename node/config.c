@@ -1,4 +1,5 @@
 #include "node/config.h"
+#include "cluster/state.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,22 +48,12 @@ static int set_string(char *field, size_t size, const char *value)
 	return 0;
 }
 
-static int valid_node_name(const char *v)
-{
-	if (!*v || strlen(v) > 64)
-		return 0;
-	for (; *v; v++)
-		if (!isalnum((unsigned char)*v) && *v != '-' && *v != '_' && *v != '.')
-			return 0;
-	return 1;
-}
-
 /* Returns 0, or -EINVAL with a sentence in err. */
 static int set_key(struct node_config *cfg, const char *key, const char *value,
 		   char *err, size_t errlen)
 {
 	if (strcmp(key, "node_name") == 0) {
-		if (!valid_node_name(value)) {
+		if (!cluster_name_valid(value)) {
 			snprintf(err, errlen, "node_name must be 1-64 letters, digits, '-', '_' or '.'");
 			return -EINVAL;
 		}

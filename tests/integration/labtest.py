@@ -41,6 +41,7 @@ def wait_until(what, pred, timeout, interval=0.1):
     """Polls pred() until it returns a true value; returns (value, seconds)."""
     t0 = time.monotonic()
     last = None
+    err = None
     while True:
         try:
             last = pred()
@@ -52,7 +53,8 @@ def wait_until(what, pred, timeout, interval=0.1):
         if last:
             return last, time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
-            raise TestFailure(f"timed out after {timeout:.1f} s waiting for {what}")
+            raise TestFailure(f"timed out after {timeout:.1f} s waiting for {what}"
+                              + (f" (last error: {err})" if err else ""))
         time.sleep(interval)
 
 
