@@ -2,6 +2,7 @@
  * duties of a member (announce itself) and of the manager (record
  * membership). See engine.h for the protocol. */
 #include "cluster/engine.h"
+#include "cluster/vm.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -566,7 +567,9 @@ static bool facts_differ(const struct cluster_engine *e, const Vireo__NodeInfo *
 {
 	return !n || strcmp(n->name, e->facts.name) || strcmp(n->address, e->facts.address) ||
 	       strcmp(n->version, e->facts.version) || n->cpus != e->facts.cpus ||
-	       n->memory_mib != e->facts.memory_mib;
+	       n->memory_mib != e->facts.memory_mib || n->pool_ok != e->facts.pool_ok ||
+	       strcmp(n->pool_message, e->facts.pool_message) || strcmp(n->accel, e->facts.accel) ||
+	       strcmp(n->pool_id, e->facts.pool_id);
 }
 
 static void propose_duty(struct cluster_engine *e, Vireo__Op *op)
@@ -575,6 +578,44 @@ static void propose_duty(struct cluster_engine *e, Vireo__Op *op)
 
 	if (propose(e, op, &id) == 0)
 		e->duty_request_id = id;
+}
+
+/* The manager's placement duty: a VM that should run and has no node gets
+ * one (VmAssign, the next generation) or a reason why it waits (VmPending).
+ * The decision itself is cluster_vm_place_next(), pure: only members whose
+ * pool is usable and whose acceleration is known may take VMs. */
+static void place_vms(struct cluster_engine *e)
+{
+	const cluster_state *st = e->state;
+	uint32_t eligible[CLUSTER_MAX_MEMBERS];
+	size_t n = 0;
+	const Vireo__Vm *vm = NULL;
+	uint32_t node = 0;
+	char reason[CLUSTER_TEXT_MAX];
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmAssign assign = VIREO__VM_ASSIGN__INIT;
+	Vireo__VmPending pending = VIREO__VM_PENDING__INIT;
+
+	for (size_t i = 0; i < e->n_members; i++) {
+		const Vireo__NodeInfo *ni = cluster_state_node(st, e->members[i]);
+		if (ni && ni->online && ni->pool_ok && ni->accel[0])
+			eligible[n++] = ni->id;
+	}
+	if (cluster_vm_place_next(st, eligible, n, &vm, &node, reason, sizeof(reason)) != 1)
+		return;
+	if (node) {
+		assign.name = vm->spec->name;
+		assign.owner = node;
+		assign.generation = vm->generation + 1;
+		op.body_case = VIREO__OP__BODY_VM_ASSIGN;
+		op.vm_assign = &assign;
+	} else {
+		pending.name = vm->spec->name;
+		pending.reason = reason;
+		op.body_case = VIREO__OP__BODY_VM_PENDING;
+		op.vm_pending = &pending;
+	}
+	propose_duty(e, &op);
 }
 
 /* What a member does on its own once synced and quorate: announce itself;
@@ -596,6 +637,10 @@ static void duties(struct cluster_engine *e)
 		a.cpus = e->facts.cpus;
 		a.memory_mib = e->facts.memory_mib;
 		a.version = (char *)e->facts.version;
+		a.pool_ok = e->facts.pool_ok;
+		a.pool_message = (char *)e->facts.pool_message;
+		a.accel = (char *)e->facts.accel;
+		a.pool_id = (char *)e->facts.pool_id;
 		op.body_case = VIREO__OP__BODY_NODE_ANNOUNCE;
 		op.node_announce = &a;
 		propose_duty(e, &op);
@@ -634,6 +679,7 @@ static void duties(struct cluster_engine *e)
 		propose_duty(e, &op);
 		return;
 	}
+	place_vms(e);
 }
 
 static void free_facts(struct cluster_local_facts *f)
@@ -642,6 +688,33 @@ static void free_facts(struct cluster_local_facts *f)
 	free((char *)f->address);
 	free((char *)f->version);
 	free((char *)f->cluster_name);
+	free((char *)f->pool_message);
+	free((char *)f->accel);
+	free((char *)f->pool_id);
+}
+
+int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char *pool_message,
+			      const char *pool_id, const char *accel)
+{
+	char *msg = strdup(pool_message ? pool_message : "");
+	char *acc = strdup(accel ? accel : "");
+	char *pid = strdup(pool_id ? pool_id : "");
+
+	if (!msg || !acc || !pid) {
+		free(msg);
+		free(acc);
+		free(pid);
+		return -ENOMEM;
+	}
+	free((char *)e->facts.pool_message);
+	free((char *)e->facts.accel);
+	free((char *)e->facts.pool_id);
+	e->facts.pool_ok = pool_ok;
+	e->facts.pool_message = msg;
+	e->facts.accel = acc;
+	e->facts.pool_id = pid;
+	duties(e);
+	return 0;
 }
 
 int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *state,
@@ -656,7 +729,11 @@ int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *s
 	e->facts.address = strdup(facts->address ? facts->address : "");
 	e->facts.version = strdup(facts->version ? facts->version : "");
 	e->facts.cluster_name = strdup(facts->cluster_name ? facts->cluster_name : "");
-	if (!e->facts.name || !e->facts.address || !e->facts.version || !e->facts.cluster_name) {
+	e->facts.pool_message = strdup(facts->pool_message ? facts->pool_message : "");
+	e->facts.accel = strdup(facts->accel ? facts->accel : "");
+	e->facts.pool_id = strdup(facts->pool_id ? facts->pool_id : "");
+	if (!e->facts.name || !e->facts.address || !e->facts.version || !e->facts.cluster_name ||
+	    !e->facts.pool_message || !e->facts.accel || !e->facts.pool_id) {
 		free_facts(&e->facts);
 		free(e);
 		return -ENOMEM;

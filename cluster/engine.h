@@ -51,6 +51,13 @@ struct cluster_local_facts {
 	uint64_t memory_mib;
 	const char *version;
 	const char *cluster_name;   /* from corosync; the manager records it */
+	/* Health that changes while vireod runs (cluster_engine_set_health):
+	 * the manager places VMs only on nodes whose pool is usable and whose
+	 * acceleration is known. */
+	bool pool_ok;
+	const char *pool_message;   /* why the pool is not usable, "" when it is */
+	const char *accel;          /* "kvm", "tcg", or "" until resolved */
+	const char *pool_id;        /* of the pool mounted here, "" when unknown */
 };
 
 /* Takes ownership of state. */
@@ -74,6 +81,11 @@ void cluster_engine_tick(struct cluster_engine *e, uint64_t now_ms, uint32_t tok
  * this node is not in the quorate partition, -ENOTCONN when it has no
  * cluster connection, -ENOMEM. The result comes through env->applied. */
 int cluster_engine_propose(struct cluster_engine *e, Vireo__Op *op, uint64_t *request_id);
+
+/* This node's pool check or acceleration changed: announce it (strings
+ * are copied). 0 or -ENOMEM. */
+int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char *pool_message,
+			      const char *pool_id, const char *accel);
 
 /* Read-only views. */
 const cluster_state *cluster_engine_state(const struct cluster_engine *e);

@@ -216,7 +216,8 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 	int rc;
 
 	if (a->id == 0 || !cluster_name_valid(a->name) || strlen(a->address) > CLUSTER_NAME_MAX ||
-	    strlen(a->version) > CLUSTER_NAME_MAX)
+	    strlen(a->version) > CLUSTER_NAME_MAX || strlen(a->pool_message) > CLUSTER_TEXT_MAX ||
+	    strlen(a->accel) > CLUSTER_NAME_MAX || strlen(a->pool_id) > CLUSTER_NAME_MAX)
 		return -EINVAL;
 	same_name = node_by_name(st, a->name);
 	if (same_name && same_name->id != a->id)
@@ -227,10 +228,28 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 		is_new = 1;
 	}
 	if ((rc = set_str(&n->name, a->name)) < 0 || (rc = set_str(&n->address, a->address)) < 0 ||
-	    (rc = set_str(&n->version, a->version)) < 0)
+	    (rc = set_str(&n->version, a->version)) < 0 ||
+	    (rc = set_str(&n->pool_message, a->pool_message)) < 0 ||
+	    (rc = set_str(&n->accel, a->accel)) < 0 ||
+	    (rc = set_str(&n->pool_id, a->pool_id)) < 0)
 		return rc;
+	if (!st->pool_id[0] && a->pool_id[0]) {
+		if ((rc = set_str(&st->pool_id, a->pool_id)) < 0 ||
+		    (rc = event_addf(st, op->time_ms, a->id, "the cluster's shared pool is %s "
+				     "(first reported by node %s)", a->pool_id, a->name)) < 0)
+			return rc;
+	}
 	n->cpus = a->cpus;
 	n->memory_mib = a->memory_mib;
+	if (!is_new && n->pool_ok != a->pool_ok && a->pool_ok)
+		rc = event_addf(st, op->time_ms, a->id, "node %s: the shared pool is usable again",
+				a->name);
+	else if (!is_new && n->pool_ok != a->pool_ok)
+		rc = event_addf(st, op->time_ms, a->id, "node %s: the shared pool is not usable: %s",
+				a->name, a->pool_message);
+	n->pool_ok = a->pool_ok;
+	if (rc < 0)
+		return rc;
 	if (is_new)
 		return event_addf(st, op->time_ms, a->id, "node %s (id %u, %s) joined the cluster",
 				  a->name, a->id, a->address);

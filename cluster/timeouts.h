@@ -51,4 +51,18 @@
  * without them being applied (e.g. membership churn). */
 #define VIREO_REQUEST_TIMEOUT_MS(t) (10u * (t))
 
+/* VMs. The local resource manager looks at every VM it owns this often
+ * even without an event (events can be lost across a libvirtd restart). */
+#define VIREO_VM_RECONCILE_MS(t)   (3u * (t))
+/* A guest that crashed is restarted at once; restarts closer together than
+ * this window count towards vm_restart_limit, older ones are forgiven. */
+#define VIREO_VM_RESTART_WINDOW_MS(t) (60u * (t))
+/* vireo vm start/stop/restart wait this long for the outcome: placement,
+ * define and start take ~1 T, a graceful stop up to VIREO_HV_SHUTDOWN_MS
+ * (30 T) before the guest is destroyed. */
+#define VIREO_VM_ACTION_TIMEOUT_MS(t) (45u * (t))
+/* The shared pool is checked this often (each check bounded by
+ * STORE_POOL_CHECK_TIMEOUT_MS in sharedstore/pool.h). */
+#define VIREO_POOL_CHECK_MS(t)     (5u * (t))
+
 #endif

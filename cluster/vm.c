@@ -206,6 +206,7 @@ static int apply_desired(cluster_state *st, const Vireo__Op *op)
 	if (vm->want_running == d->running)
 		return -EALREADY;
 	vm->want_running = d->running;
+	vm->force_stop = !d->running && d->force;
 	if (d->running) {
 		vm->restarts = 0;
 		set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);

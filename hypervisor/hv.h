@@ -229,6 +229,9 @@ struct hv_driver {
 	int (*resolve_accel)(struct hv_conn *c, enum hv_accel want, const struct hv_accel_probe *probe,
 			     hv_accel_done_fn done, void *ctx);
 	enum hv_accel (*accel)(const struct hv_conn *c);
+	/* The sentence logged for the last failed call on c ("" if none): what
+	 * a VM's error message tells the user. */
+	const char *(*last_error)(const struct hv_conn *c);
 };
 
 extern const struct hv_driver hv_libvirt_driver;

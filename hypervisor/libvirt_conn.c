@@ -51,6 +51,7 @@ int hv_lv_fail(struct hv_conn *c, enum hv_op op, const char *subject)
 	rc = hv_libvirt_errno(op, code, int1, alive);
 	hv_libvirt_op_message(op, rc, subject, detail, line, sizeof(line));
 	qb_log(rc == -ENOENT || rc == -ESRCH || rc == -EEXIST ? LOG_NOTICE : LOG_ERR, "%s", line);
+	snprintf(c->last_error, sizeof(c->last_error), "%s", line);
 	if (rc == -ENOTCONN)
 		hv_lv_conn_lost(c, detail);
 	virResetLastError();
@@ -343,6 +344,11 @@ void hv_lv_disconnect(struct hv_conn *c)
 	teardown(c);
 	free(c->uri);
 	free(c);
+}
+
+const char *hv_lv_last_failure(const struct hv_conn *c)
+{
+	return c->last_error;
 }
 
 bool hv_lv_connected(const struct hv_conn *c)

@@ -327,4 +327,5 @@ const struct hv_driver hv_libvirt_driver = {
 	.migrate_abort = hv_lv_migrate_abort,
 	.resolve_accel = hv_lv_resolve_accel,
 	.accel = hv_lv_accel,
+	.last_error = hv_lv_last_failure,
 };

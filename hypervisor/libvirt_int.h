@@ -43,7 +43,9 @@ struct hv_conn {
 	enum hv_accel accel;            /* what HV_ACCEL_AUTO specs get */
 	struct hv_probe *probe;
 	struct hv_migration *migrations;
+	char last_error[640];           /* the sentence of the last failed call */
 };
+const char *hv_lv_last_failure(const struct hv_conn *c);
 
 /* This thread's last libvirt error, copied (one line) and reset. */
 void hv_lv_last_error(int *code, int *int1, char *detail, size_t len);

@@ -63,6 +63,7 @@ static void on_state_changed(void *ctx)
 {
 	struct node_daemon *d = ctx;
 
+	node_vms_state_changed(d);
 	if (d->persist_pending)
 		return;
 	d->persist_pending = true;
@@ -87,6 +88,18 @@ static int64_t on_now(void *ctx)
 static void on_applied(void *ctx, const Vireo__Op *op, int rc)
 {
 	node_requests_applied(ctx, op, rc);
+	node_vm_requests_applied(ctx, op, rc);
+	node_vms_applied(ctx, op, rc);
+}
+
+void node_health_changed(struct node_daemon *d)
+{
+	const char *why = "";
+	bool ok = node_pool_ok(d, &why);
+
+	if (d->engine && cluster_engine_set_health(d->engine, ok, why, node_pool_id(d),
+						   node_vms_accel(d)) < 0)
+		qb_log(LOG_ERR, "out of memory recording this node's health");
 }
 
 static void on_deliver(void *ctx, uint32_t nodeid, const uint8_t *buf, size_t len)
@@ -124,6 +137,7 @@ static void disconnect(struct node_daemon *d)
 	if (d->engine)
 		cluster_engine_disconnected(d->engine);
 	node_requests_expire(d, true, "vireod lost its connection to corosync");
+	node_vm_requests_expire(d, true, "vireod lost its connection to corosync");
 }
 
 static int32_t corosync_ready(int32_t fd, int32_t revents, void *data)
@@ -158,8 +172,13 @@ static int create_engine(struct node_daemon *d)
 		.memory_mib = d->memory_mib,
 		.version = PACKAGE_VERSION,
 		.cluster_name = cluster_corosync_cluster_name(d->coro),
+		.accel = node_vms_accel(d),
+		.pool_id = node_pool_id(d),
 	};
-	int rc = cluster_engine_new(&facts, d->loaded_state, &env, &d->engine);
+	int rc;
+
+	facts.pool_ok = node_pool_ok(d, &facts.pool_message);
+	rc = cluster_engine_new(&facts, d->loaded_state, &env, &d->engine);
 
 	if (rc == 0)
 		d->loaded_state = NULL;
@@ -227,6 +246,7 @@ static void tick_fired(void *data)
 	if (d->engine)
 		cluster_engine_tick(d->engine, node_now_mono_ms(), d->token_ms);
 	node_requests_expire(d, false, NULL);
+	node_vm_requests_expire(d, false, NULL);
 	schedule_tick(d);
 }
 

@@ -1,8 +1,10 @@
 #include "node/config.h"
 #include "cluster/state.h"
+#include "hypervisor/hv.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,93 @@ void node_config_defaults(struct node_config *cfg)
 	snprintf(cfg->cpg_group, sizeof(cfg->cpg_group), "vireo");
 	snprintf(cfg->ipc_name, sizeof(cfg->ipc_name), "vireo");
 	cfg->token_ms = 0;
+	snprintf(cfg->pool_dir, sizeof(cfg->pool_dir), "/var/lib/vireo/pool");
+	snprintf(cfg->libvirt_uri, sizeof(cfg->libvirt_uri), "qemu:///system");
+	cfg->accel = HV_ACCEL_AUTO;
+	snprintf(cfg->probe_kernel, sizeof(cfg->probe_kernel), "/var/cache/vireo/guest/vmlinux");
+	snprintf(cfg->probe_initrd, sizeof(cfg->probe_initrd), "/var/cache/vireo/guest/initrd.img");
+	cfg->restart_limit = 3;
+}
+
+static int set_string(char *field, size_t size, const char *value)
+{
+	if (value[0] == '\0' || strlen(value) >= size)
+		return -EINVAL;
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
+}
+
+static int set_path(char *field, size_t size, const char *key, const char *value,
+		    char *err, size_t errlen)
+{
+	if (value[0] != '/' || strlen(value) >= size) {
+		snprintf(err, errlen, "%s must be an absolute path shorter than %zu characters",
+			 key, size);
+		return -EINVAL;
+	}
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
+}
+
+/* The settings of VMs and storage (the cluster's are in set_key). */
+static int set_vm_key(struct node_config *cfg, const char *key, const char *value,
+		      char *err, size_t errlen)
+{
+	static const struct { const char *key; size_t off; } paths[] = {
+		{ "pool_dir", offsetof(struct node_config, pool_dir) },
+		{ "console_dir", offsetof(struct node_config, console_dir) },
+		{ "accel_probe_kernel", offsetof(struct node_config, probe_kernel) },
+		{ "accel_probe_initrd", offsetof(struct node_config, probe_initrd) },
+	};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (strcmp(key, paths[i].key) == 0)
+			return set_path((char *)cfg + paths[i].off, 256, key, value, err, errlen);
+	if (strcmp(key, "pool_mount") == 0) {
+		if (strcmp(value, "mountpoint") && strcmp(value, "any")) {
+			snprintf(err, errlen, "pool_mount must be 'mountpoint' or 'any'");
+			return -EINVAL;
+		}
+		cfg->pool_any_fs = value[0] == 'a';
+		return 0;
+	}
+	if (strcmp(key, "libvirt_uri") == 0) {
+		if (set_string(cfg->libvirt_uri, sizeof(cfg->libvirt_uri), value) < 0) {
+			snprintf(err, errlen, "libvirt_uri must be a URI shorter than %zu characters",
+				 sizeof(cfg->libvirt_uri));
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "accel") == 0) {
+		/* Only the enum from hv.h: the CLI links this file, not libvirt. */
+		if (strcmp(value, "auto") == 0)
+			cfg->accel = HV_ACCEL_AUTO;
+		else if (strcmp(value, "kvm") == 0)
+			cfg->accel = HV_ACCEL_KVM;
+		else if (strcmp(value, "tcg") == 0)
+			cfg->accel = HV_ACCEL_TCG;
+		else {
+			snprintf(err, errlen, "accel must be kvm, tcg or auto");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "vm_restart_limit") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno || *end || end == value || v > 100) {
+			snprintf(err, errlen, "vm_restart_limit must be a number from 0 to 100");
+			return -EINVAL;
+		}
+		cfg->restart_limit = (uint32_t)v;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting '%s'", key);
+	return -EINVAL;
 }
 
 static char *trim(char *s)
@@ -39,14 +128,6 @@ static const struct {
 	{ "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
 	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },
 };
-
-static int set_string(char *field, size_t size, const char *value)
-{
-	if (value[0] == '\0' || strlen(value) >= size)
-		return -EINVAL;
-	memcpy(field, value, strlen(value) + 1);
-	return 0;
-}
 
 /* Returns 0, or -EINVAL with a sentence in err. */
 static int set_key(struct node_config *cfg, const char *key, const char *value,
@@ -106,8 +187,7 @@ static int set_key(struct node_config *cfg, const char *key, const char *value,
 		cfg->token_ms = (uint32_t)v;
 		return 0;
 	}
-	snprintf(err, errlen, "unknown setting '%s'", key);
-	return -EINVAL;
+	return set_vm_key(cfg, key, value, err, errlen);
 }
 
 int node_config_parse(const char *path, const char *text, struct node_config *cfg,
@@ -150,6 +230,13 @@ int node_config_parse(const char *path, const char *text, struct node_config *cf
 			rc = -EINVAL;
 			break;
 		}
+	}
+	if (rc == 0 && !cfg->console_dir[0] &&
+	    snprintf(cfg->console_dir, sizeof(cfg->console_dir), "%s/console", cfg->pool_dir) >=
+	    (int)sizeof(cfg->console_dir)) {
+		snprintf(err, errlen, "%s: pool_dir is too long to hold console/; set console_dir",
+			 path);
+		rc = -EINVAL;
 	}
 	if (rc == 0 && !cfg->node_name[0]) {
 		snprintf(err, errlen, "%s: node_name is not set; set it to this host's corosync "

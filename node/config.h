@@ -2,6 +2,7 @@
 #ifndef VIREO_NODE_CONFIG_H
 #define VIREO_NODE_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,14 @@ struct node_config {
 	char cpg_group[128];      /* CPG group name; "vireo" unless several clusters share corosync */
 	char ipc_name[64];        /* libqb IPC service name the CLI connects to */
 	uint32_t token_ms;        /* 0 = read corosync's token from cmap */
+	char pool_dir[256];       /* the shared pool's mount point, the same on every host */
+	bool pool_any_fs;         /* pool_dir need not be a mount point (single-host trials) */
+	char console_dir[256];    /* guests' serial logs; "" = <pool_dir>/console */
+	char libvirt_uri[256];
+	int accel;                /* enum hv_accel */
+	char probe_kernel[256];   /* the test guest that auto acceleration boots */
+	char probe_initrd[256];
+	uint32_t restart_limit;   /* local restarts of a failing guest before 'error' */
 };
 
 void node_config_defaults(struct node_config *cfg);

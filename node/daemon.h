@@ -11,6 +11,11 @@
 #include "node/config.h"
 #include "node/ipc_server.h"
 
+struct store;
+struct node_pool_watch;
+struct node_vms;
+struct node_vm_waiter;
+
 /* A client waiting until the operations it proposed have been applied. */
 struct node_pending {
 	struct node_pending *next;
@@ -42,6 +47,11 @@ struct node_daemon {
 	struct node_pending *pending;
 	uint32_t cpus;
 	uint64_t memory_mib;
+	/* VMs and storage */
+	struct store *store;                 /* images in cfg.pool_dir (sharedstore/images.h) */
+	struct node_pool_watch *pool;        /* pool_watch.c */
+	struct node_vms *vms;                /* vm_local.c: the local resource manager */
+	struct node_vm_waiter *vm_waiters;   /* vm_requests.c: clients waiting for a VM */
 };
 
 uint64_t node_now_mono_ms(void);
@@ -57,5 +67,35 @@ int node_persist_now(struct node_daemon *d);
 void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req);
 void node_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 void node_requests_expire(struct node_daemon *d, bool all, const char *why);
+
+/* pool_watch.c: checks the shared pool at start and every
+ * VIREO_POOL_CHECK_MS without blocking the loop. */
+int node_pool_watch_start(struct node_daemon *d);
+void node_pool_watch_stop(struct node_daemon *d);
+/* The last check's verdict; why is "" when ok (and before the first check:
+ * "not checked yet", not ok). */
+bool node_pool_ok(const struct node_daemon *d, const char **why);
+/* The id of the pool mounted here, "" before a check read it. */
+const char *node_pool_id(const struct node_daemon *d);
+
+/* vm_local.c: the local resource manager. Runs the VMs the cluster state
+ * gives this node through the hypervisor driver and reports what happened. */
+int node_vms_start(struct node_daemon *d);
+void node_vms_stop(struct node_daemon *d);
+/* The state changed (an op applied or a snapshot adopted): reconcile soon. */
+void node_vms_state_changed(struct node_daemon *d);
+/* Every applied (or rejected) op: this node's reports in flight. */
+void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
+/* "kvm" or "tcg" once resolved, "" before. */
+const char *node_vms_accel(const struct node_daemon *d);
+
+/* cluster_link.c: the pool check or the acceleration changed; announce. */
+void node_health_changed(struct node_daemon *d);
+
+/* vm_requests.c: vireo vm ... requests. */
+void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Request *req);
+/* Every applied (or rejected) op, whoever proposed it: completes waiters. */
+void node_vm_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
+void node_vm_requests_expire(struct node_daemon *d, bool all, const char *why);
 
 #endif

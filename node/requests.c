@@ -232,6 +232,12 @@ void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Req
 	case VIREO__REQUEST__BODY_BENCH:
 		handle_bench(d, call, req->bench);
 		break;
+	case VIREO__REQUEST__BODY_VM_CREATE:
+	case VIREO__REQUEST__BODY_VM_ACTION:
+	case VIREO__REQUEST__BODY_VM_LIST:
+	case VIREO__REQUEST__BODY_VM_CONSOLE:
+		node_vm_request(d, call, req);
+		break;
 	default:
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "this vireod does not know that command");

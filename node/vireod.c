@@ -202,6 +202,10 @@ int main(int argc, char **argv)
 
 	if ((rc = node_cluster_start(&d)) < 0)
 		goto cleanup;
+	if ((rc = node_pool_watch_start(&d)) < 0)
+		goto cleanup;
+	if ((rc = node_vms_start(&d)) < 0)
+		goto cleanup;
 	if ((rc = node_ipc_server_start(d.loop, d.cfg.ipc_name, node_handle_request, &d, &d.ipc)) < 0)
 		goto cleanup;
 	qb_log(LOG_NOTICE, "serving IPC as '%s'", d.cfg.ipc_name);
@@ -209,7 +213,10 @@ int main(int argc, char **argv)
 	rc = 0;
 cleanup:
 	node_requests_expire(&d, true, "vireod is shutting down");
+	node_vm_requests_expire(&d, true, "vireod is shutting down");
 	node_ipc_server_stop(d.ipc);
+	node_vms_stop(&d);
+	node_pool_watch_stop(&d);
 	node_cluster_stop(&d);
 	qb_loop_destroy(d.loop);
 	qb_log(LOG_NOTICE, "vireod stopped");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cluster/engine.h"
+#include "cluster/vm.h"
 #include "unit.h"
 
 #define SIM_MAX 5
@@ -457,6 +458,64 @@ START_TEST(manager_moves_when_it_leaves)
 }
 END_TEST
 
+static int propose_vm(struct sim *s, int node, const char *name, const char *uuid, uint64_t mib)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmCreate c = VIREO__VM_CREATE__INIT;
+	Vireo__VmSpec spec = VIREO__VM_SPEC__INIT;
+
+	spec.name = (char *)name;
+	spec.uuid = (char *)uuid;
+	spec.vcpus = 1;
+	spec.memory_mib = mib;
+	spec.kernel = "/boot/vmlinux";
+	c.spec = &spec;
+	c.start = true;
+	op.body_case = VIREO__OP__BODY_VM_CREATE;
+	op.vm_create = &c;
+	return cluster_engine_propose(s->eng[node], &op, NULL);
+}
+
+/* The manager places VMs that should run only on nodes that announced a
+ * usable pool and a known acceleration, spread over them; without such a
+ * node the VM waits, saying why. */
+START_TEST(manager_places_vms_on_healthy_nodes)
+{
+	struct sim s;
+	const cluster_state *st;
+	const Vireo__Vm *a, *b;
+
+	sim_init(&s, 3, NULL, 0);
+	sim_partition(&s, ONE_GROUP);
+	ck_assert_int_eq(propose_vm(&s, 2, "a", "00000000-0000-0000-0000-00000000000a", 512), 0);
+	sim_run(&s);
+	st = cluster_engine_state(s.eng[3]);
+	a = cluster_vm_find(st, "a");
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(a->state, VIREO__VM_STATE__VM_PENDING);
+	ck_assert_uint_eq(a->owner, 0);
+	ck_assert_msg(strstr(a->message, "no online node"), "reason: %s", a->message);
+
+	ck_assert_int_eq(cluster_engine_set_health(s.eng[2], true, "", "pool-1", "tcg"), 0);
+	ck_assert_int_eq(cluster_engine_set_health(s.eng[3], true, "", "pool-1", "tcg"), 0);
+	sim_run(&s);
+	ck_assert_int_eq(propose_vm(&s, 1, "b", "00000000-0000-0000-0000-00000000000b", 512), 0);
+	sim_run(&s);
+	assert_converged(&s, ALL3, 3);
+	st = cluster_engine_state(s.eng[1]);
+	ck_assert_str_eq(st->pool_id, "pool-1");
+	a = cluster_vm_find(st, "a");
+	b = cluster_vm_find(st, "b");
+	ck_assert_int_eq(a->state, VIREO__VM_STATE__VM_STARTING);
+	ck_assert_int_eq(b->state, VIREO__VM_STATE__VM_STARTING);
+	ck_assert_uint_eq(a->generation, 1);
+	ck_assert_msg(a->owner != 1 && b->owner != 1, "node 1 has no pool: %u %u", a->owner,
+		      b->owner);
+	ck_assert_msg(a->owner != b->owner, "not spread: both on %u", a->owner);
+	sim_free(&s);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
 	Suite *s = suite_create("engine");
@@ -472,6 +531,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, flow_control_keeps_order);
 	tcase_add_test(tc, disconnected_node_refuses_and_rejoins);
 	tcase_add_test(tc, manager_moves_when_it_leaves);
+	tcase_add_test(tc, manager_places_vms_on_healthy_nodes);
 	suite_add_tcase(s, tc);
 	return s;
 }

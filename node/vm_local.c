@@ -1,0 +1,598 @@
+/* The local resource manager: makes this host's hypervisor run exactly the
+ * VMs the cluster state gives this node, and reports what happened through
+ * the cluster log (VmReport).
+ *
+ * It reconciles, never scripts: every pass compares the state (desired) with
+ * what libvirt says (actual) and does the one next step for each VM. Passes
+ * run when the state changes, when libvirt reports an event, when the
+ * connection to libvirtd comes back, and every VIREO_VM_RECONCILE_MS in case
+ * an event was lost. So vireod restarting finds its guests running and
+ * adopts them; libvirtd restarting costs nothing but a pass.
+ *
+ * What it decides on its own: a guest of a VM that should run and died
+ * anyway is started again on this host, up to vm_restart_limit times within
+ * VIREO_VM_RESTART_WINDOW_MS; then the VM is reported 'error' with the
+ * reason. Everything else (where a VM runs) is the manager's.
+ *
+ * Nothing happens while this node is not in the quorate partition: it
+ * could not report, and a cut-off node must not start guests (stopping
+ * them is the fencing issue's). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "cluster/timeouts.h"
+#include "cluster/vm.h"
+#include "hypervisor/hv.h"
+#include "hypervisor/hv_timeouts.h"
+#include "node/daemon.h"
+#include "sharedstore/images.h"
+
+#define NS_PER_MS 1000000ull
+#define MSG_LEN 480
+
+/* What this node remembers about a VM between passes. */
+struct local_vm {
+	struct local_vm *next;
+	char name[HV_NAME_MAX + 1];
+	uint64_t generation;          /* the assignment the fields below belong to */
+	uint32_t restarts;            /* within the current window */
+	uint64_t window_start_ms;
+	enum hv_event_reason last_stop;   /* why the guest last stopped (events) */
+	bool start_failed;            /* this generation's start failed: reported */
+	struct hv_shutdown *shutdown; /* a stop in progress */
+	uint64_t report_request;      /* the report in flight, 0 = none */
+	uint64_t report_deadline_ms;
+	bool in_state;                /* seen in the state on the last pass */
+};
+
+struct node_vms {
+	const struct hv_driver *drv;
+	struct hv_conn *conn;
+	char accel[8];                /* "" until resolved */
+	bool resolving;
+	qb_loop_timer_handle pass_timer;
+	bool pass_soon;
+	qb_loop_timer_handle periodic_timer;
+	struct local_vm *vms;
+};
+
+static void schedule_pass(struct node_daemon *d, uint64_t ms);
+
+static struct local_vm *local_vm(struct node_vms *v, const char *name, bool create)
+{
+	struct local_vm *lv;
+
+	for (lv = v->vms; lv; lv = lv->next)
+		if (strcmp(lv->name, name) == 0)
+			return lv;
+	if (!create || !(lv = calloc(1, sizeof(*lv))))
+		return NULL;
+	snprintf(lv->name, sizeof(lv->name), "%s", name);
+	lv->next = v->vms;
+	v->vms = lv;
+	return lv;
+}
+
+static void forget(struct node_vms *v, struct local_vm *gone)
+{
+	for (struct local_vm **pp = &v->vms; *pp; pp = &(*pp)->next) {
+		if (*pp == gone) {
+			*pp = gone->next;
+			if (gone->shutdown)
+				hv_shutdown_cancel(gone->shutdown);
+			free(gone);
+			return;
+		}
+	}
+}
+
+static uint32_t my_id(const struct node_daemon *d)
+{
+	return cluster_engine_local_id(d->engine);
+}
+
+/* Proposes what this node observed about vm; one report per VM in flight. */
+static void report(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+		   Vireo__VmState s, const char *message, uint32_t restarts)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmReport r = VIREO__VM_REPORT__INIT;
+	uint64_t id;
+	int rc;
+
+	if (lv->report_request && node_now_mono_ms() < lv->report_deadline_ms)
+		return;
+	if (vm->state == s && vm->restarts == restarts && strcmp(vm->message, message) == 0)
+		return;
+	r.name = vm->spec->name;
+	r.generation = vm->generation;
+	r.state = s;
+	r.message = (char *)message;
+	r.restarts = restarts;
+	op.body_case = VIREO__OP__BODY_VM_REPORT;
+	op.vm_report = &r;
+	if ((rc = cluster_engine_propose(d->engine, &op, &id)) < 0) {
+		qb_log(LOG_WARNING, "VM %s: cannot report it %s: %s; trying again", vm->spec->name,
+		       cluster_vm_state_name(s), strerror(-rc));
+		return;
+	}
+	qb_log(LOG_INFO, "VM %s: reporting %s%s%s", vm->spec->name, cluster_vm_state_name(s),
+	       message[0] ? ": " : "", message);
+	lv->report_request = id;
+	lv->report_deadline_ms = node_now_mono_ms() + VIREO_REQUEST_TIMEOUT_MS(d->token_ms);
+}
+
+static enum hv_disk_format disk_format(const char *fmt)
+{
+	return strcmp(fmt, "raw") == 0 ? HV_DISK_RAW : HV_DISK_QCOW2;
+}
+
+/* Defines the VM from its spec (again: a changed spec takes effect at this
+ * start) and starts it. 0, or -errno with a sentence in msg. */
+static int start_guest(struct node_daemon *d, const Vireo__VmSpec *spec, char *msg, size_t len)
+{
+	struct node_vms *v = d->vms;
+	struct hv_disk disks[HV_MAX_DISKS];
+	struct hv_nic nics[HV_MAX_NICS];
+	char paths[HV_MAX_DISKS][320];
+	char serial[320];
+	struct hv_vm_spec hs = {
+		.name = spec->name, .uuid = spec->uuid, .vcpus = spec->vcpus,
+		.memory_mib = spec->memory_mib, .disks = disks, .nics = nics,
+		.accel = HV_ACCEL_AUTO, .serial_log = serial,
+	};
+	const char *why = NULL;
+	int rc;
+
+	if (spec->n_disks > HV_MAX_DISKS || spec->n_nics > HV_MAX_NICS) {
+		snprintf(msg, len, "too many disks or NICs for this host");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		const Vireo__VmDisk *vd = spec->disks[i];
+		enum store_format f = strcmp(vd->format, "raw") == 0 ? STORE_FMT_RAW : STORE_FMT_QCOW2;
+
+		if (store_image_path(d->store, vd->image, f, paths[i], sizeof(paths[i])) < 0) {
+			snprintf(msg, len, "the path of disk image %s is too long", vd->image);
+			return -ENAMETOOLONG;
+		}
+		disks[i] = (struct hv_disk){ .path = paths[i], .format = disk_format(vd->format) };
+		if (spec->boot_disk[0] && strcmp(vd->image, spec->boot_disk) == 0)
+			hs.boot_disk = i;
+	}
+	hs.n_disks = spec->n_disks;
+	for (size_t i = 0; i < spec->n_nics; i++)
+		nics[i] = (struct hv_nic){ .bridge = spec->nics[i]->bridge,
+					   .mac = spec->nics[i]->mac[0] ? spec->nics[i]->mac : NULL };
+	hs.n_nics = spec->n_nics;
+	hs.boot = spec->boot_disk[0] ? HV_BOOT_DISK : HV_BOOT_KERNEL;
+	hs.kernel = spec->kernel[0] ? spec->kernel : NULL;
+	hs.initrd = spec->initrd[0] ? spec->initrd : NULL;
+	hs.cmdline = spec->cmdline[0] ? spec->cmdline : NULL;
+	snprintf(serial, sizeof(serial), "%s/%s.log", d->cfg.console_dir, spec->name);
+	if (mkdir(d->cfg.console_dir, 0750) < 0 && errno != EEXIST)
+		qb_log(LOG_WARNING, "cannot create the console directory %s: %s",
+		       d->cfg.console_dir, strerror(errno));
+	if (hv_vm_spec_check(&hs, &why) < 0) {
+		snprintf(msg, len, "%s", why);
+		return -EINVAL;
+	}
+	rc = v->drv->define(v->conn, &hs);
+	if (rc == -EEXIST) {
+		/* A stale definition of an earlier VM of that name (another uuid). */
+		if (v->drv->undefine(v->conn, spec->name) == 0)
+			rc = v->drv->define(v->conn, &hs);
+	}
+	if (rc == 0)
+		rc = v->drv->start(v->conn, spec->name, 0);
+	if (rc == -EEXIST)
+		rc = 0;         /* running already: adopted */
+	if (rc < 0)
+		snprintf(msg, len, "%s", v->drv->last_error(v->conn));
+	return rc;
+}
+
+static void shutdown_done(void *ctx, const char *name, int rc, bool forced)
+{
+	struct node_daemon *d = ctx;
+	struct local_vm *lv = d->vms ? local_vm(d->vms, name, false) : NULL;
+
+	if (lv)
+		lv->shutdown = NULL;
+	if (rc < 0)
+		qb_log(LOG_ERR, "VM %s: could not be stopped: %s", name, strerror(-rc));
+	else
+		qb_log(LOG_NOTICE, "VM %s: stopped%s", name, forced ? " (destroyed: it did not "
+		       "power off in time)" : "");
+	schedule_pass(d, 0);
+}
+
+/* Stops a guest: destroyed at once when forced, else asked to power off and
+ * destroyed if it has not within VIREO_HV_SHUTDOWN_MS. */
+static void stop_guest(struct node_daemon *d, struct local_vm *lv, bool force)
+{
+	struct node_vms *v = d->vms;
+	int rc;
+
+	if (lv->shutdown)
+		return;
+	if (force) {
+		if ((rc = v->drv->destroy(v->conn, lv->name)) < 0 && rc != -ESRCH)
+			qb_log(LOG_ERR, "VM %s: cannot destroy it: %s", lv->name, strerror(-rc));
+		return;
+	}
+	rc = hv_shutdown_graceful(v->drv, v->conn, d->loop, lv->name, 0, d->token_ms,
+				  shutdown_done, d, &lv->shutdown);
+	if (rc < 0 && rc != -ESRCH && rc != -ENOENT)
+		qb_log(LOG_ERR, "VM %s: cannot stop it: %s", lv->name, strerror(-rc));
+}
+
+static const char *stop_reason(enum hv_event_reason r)
+{
+	switch (r) {
+	case HV_REASON_SHUTDOWN: return "the guest powered off";
+	case HV_REASON_CRASHED: return "the guest crashed";
+	case HV_REASON_FAILED: return "QEMU died";
+	case HV_REASON_DESTROYED: return "it was destroyed outside vireo";
+	default: return "it stopped";
+	}
+}
+
+/* A guest that should run is not running: start it again, or give up. */
+static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm)
+{
+	uint64_t now = node_now_mono_ms();
+	char msg[MSG_LEN], why[MSG_LEN - 160];
+	const char *reason = stop_reason(lv->last_stop);
+
+	if (lv->report_request)
+		return;     /* the last report first */
+	if (now - lv->window_start_ms > VIREO_VM_RESTART_WINDOW_MS(d->token_ms)) {
+		lv->window_start_ms = now;
+		lv->restarts = 0;
+	}
+	if (lv->restarts >= d->cfg.restart_limit) {
+		snprintf(msg, sizeof(msg), "%s and was restarted %u times within %u s; not "
+			 "restarted again (see vireo vm console %s)", reason, lv->restarts,
+			 VIREO_VM_RESTART_WINDOW_MS(d->token_ms) / 1000u, vm->spec->name);
+		qb_log(LOG_ERR, "VM %s: %s", vm->spec->name, msg);
+		report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, msg, lv->restarts);
+		return;
+	}
+	lv->restarts++;
+	qb_log(LOG_WARNING, "VM %s: %s; restarting it here (%u of %u)", vm->spec->name, reason,
+	       lv->restarts, d->cfg.restart_limit);
+	if (start_guest(d, vm->spec, why, sizeof(why)) < 0) {
+		snprintf(msg, sizeof(msg), "%s and could not be restarted: %s", reason, why);
+		report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, msg, lv->restarts);
+		return;
+	}
+	lv->last_stop = HV_REASON_NONE;
+	snprintf(msg, sizeof(msg), "restarted %u time(s): %s", lv->restarts, reason);
+	report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, msg, lv->restarts);
+}
+
+static bool is_up(const struct hv_vm_info *dom)
+{
+	return dom && (dom->state == HV_STATE_RUNNING || dom->state == HV_STATE_PAUSED ||
+		       dom->state == HV_STATE_SHUTTING_DOWN);
+}
+
+/* The one next step for a VM this node owns. */
+static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+			    const struct hv_vm_info *dom)
+{
+	char msg[MSG_LEN];
+	bool up = is_up(dom);
+
+	if (lv->generation != vm->generation) {
+		/* A new assignment: counters start over (after a vireod
+		 * restart, from what the state says). */
+		lv->generation = vm->generation;
+		lv->restarts = vm->restarts;
+		lv->window_start_ms = node_now_mono_ms();
+		lv->start_failed = false;
+	}
+	switch (vm->state) {
+	case VIREO__VM_STATE__VM_STARTING:
+		if (up) {
+			report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
+		} else if (!lv->start_failed) {
+			if (start_guest(d, vm->spec, msg, sizeof(msg)) == 0) {
+				qb_log(LOG_NOTICE, "VM %s: started (generation %" PRIu64 ")",
+				       vm->spec->name, vm->generation);
+				report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
+			} else {
+				char full[MSG_LEN + 96];
+
+				lv->start_failed = true;
+				snprintf(full, sizeof(full), "cannot start on %s: %s",
+					 d->cfg.node_name, msg);
+				report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, full, lv->restarts);
+			}
+		}
+		break;
+	case VIREO__VM_STATE__VM_RUNNING:
+		if (!up && vm->want_running)
+			revive(d, lv, vm);
+		break;
+	case VIREO__VM_STATE__VM_STOPPING:
+		if (up)
+			stop_guest(d, lv, vm->force_stop);
+		else
+			report(d, lv, vm, VIREO__VM_STATE__VM_STOPPED, "", lv->restarts);
+		break;
+	case VIREO__VM_STATE__VM_STOPPED:
+	case VIREO__VM_STATE__VM_ERROR:
+	case VIREO__VM_STATE__VM_PENDING:
+		/* Stopped in the state but running here (vireod was down when
+		 * it was stopped, or someone started it by hand). */
+		if (up && !vm->want_running) {
+			qb_log(LOG_WARNING, "VM %s: runs here although it is %s in the cluster; "
+			       "stopping it", vm->spec->name, cluster_vm_state_name(vm->state));
+			stop_guest(d, lv, vm->force_stop);
+		}
+		break;
+	default:
+		break;     /* migrating, fencing, recovering: not this manager's */
+	}
+}
+
+static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(doms[i].name, name) == 0)
+			return &doms[i];
+	return NULL;
+}
+
+/* VMs that left the state (deleted): their definitions go too. Guests of
+ * other VMs running here are only logged: whose they are is the manager's
+ * call (a VM running twice is prevented by its disk leases). */
+static void sweep(struct node_daemon *d, const struct hv_vm_info *doms, size_t n)
+{
+	struct node_vms *v = d->vms;
+	struct local_vm *lv = v->vms, *next;
+
+	for (; lv; lv = next) {
+		const struct hv_vm_info *dom = find_dom(doms, n, lv->name);
+
+		next = lv->next;
+		if (lv->in_state)
+			continue;
+		if (is_up(dom)) {
+			qb_log(LOG_WARNING, "VM %s was deleted from the cluster but runs here; "
+			       "stopping it", lv->name);
+			stop_guest(d, lv, true);
+			continue;
+		}
+		if (dom && v->drv->undefine(v->conn, lv->name) == 0)
+			qb_log(LOG_NOTICE, "VM %s: deleted from the cluster; its definition here "
+			       "is removed", lv->name);
+		forget(v, lv);
+	}
+}
+
+static void pass(struct node_daemon *d)
+{
+	struct node_vms *v = d->vms;
+	struct hv_vm_info *doms = NULL;
+	const cluster_state *st;
+	size_t n = 0;
+	int rc;
+
+	if (!d->engine || !cluster_engine_quorate(d->engine) || cluster_engine_syncing(d->engine) ||
+	    !v->drv->connected(v->conn) || !v->accel[0])
+		return;
+	if ((rc = v->drv->list(v->conn, &doms, &n)) < 0) {
+		qb_log(LOG_WARNING, "cannot list the guests of this host: %s; trying again",
+		       strerror(-rc));
+		return;
+	}
+	st = cluster_engine_state(d->engine);
+	for (struct local_vm *lv = v->vms; lv; lv = lv->next)
+		lv->in_state = false;
+	for (size_t i = 0; i < st->n_vms; i++) {
+		const Vireo__Vm *vm = st->vms[i];
+		const struct hv_vm_info *dom = find_dom(doms, n, vm->spec->name);
+		struct local_vm *lv = local_vm(v, vm->spec->name, vm->owner == my_id(d) || dom);
+
+		if (!lv)
+			continue;
+		lv->in_state = true;
+		if (vm->owner == my_id(d))
+			reconcile_owned(d, lv, vm, dom);
+		else if (is_up(dom))
+			qb_log(LOG_WARNING, "VM %s runs here but belongs to node %u", vm->spec->name,
+			       vm->owner);
+	}
+	sweep(d, doms, n);
+	free(doms);
+}
+
+static void pass_fired(void *data)
+{
+	struct node_daemon *d = data;
+
+	d->vms->pass_timer = 0;
+	d->vms->pass_soon = false;
+	pass(d);
+}
+
+static void schedule_pass(struct node_daemon *d, uint64_t ms)
+{
+	struct node_vms *v = d->vms;
+
+	if (!v || v->pass_soon)
+		return;
+	v->pass_soon = true;
+	qb_loop_timer_add(d->loop, QB_LOOP_MED, ms * NS_PER_MS, d, pass_fired, &v->pass_timer);
+}
+
+static void periodic_fired(void *data)
+{
+	struct node_daemon *d = data;
+
+	pass(d);
+	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_VM_RECONCILE_MS(d->token_ms) * NS_PER_MS, d,
+			  periodic_fired, &d->vms->periodic_timer);
+}
+
+static void accel_resolved(void *ctx, enum hv_accel accel, const char *reason)
+{
+	struct node_daemon *d = ctx;
+	struct node_vms *v = d->vms;
+
+	v->resolving = false;
+	snprintf(v->accel, sizeof(v->accel), "%s", hv_accel_name(accel));
+	qb_log(LOG_NOTICE, "guests on this host run under %s: %s", v->accel, reason);
+	node_health_changed(d);
+	schedule_pass(d, 0);
+}
+
+/* The acceleration is asked once per connection until it is known. */
+static void resolve_accel(struct node_daemon *d)
+{
+	struct node_vms *v = d->vms;
+	enum hv_accel want = (enum hv_accel)d->cfg.accel;
+	char probe_dir[300];
+	struct hv_accel_probe probe = {
+		.kernel = d->cfg.probe_kernel,
+		.initrd = d->cfg.probe_initrd,
+		.serial_dir = probe_dir,
+	};
+	int rc;
+
+	if (v->accel[0] || v->resolving || !v->drv->connected(v->conn))
+		return;
+	snprintf(probe_dir, sizeof(probe_dir), "%s/probe", d->cfg.state_dir);
+	if (mkdir(probe_dir, 0700) < 0 && errno != EEXIST)
+		qb_log(LOG_WARNING, "cannot create %s: %s", probe_dir, strerror(errno));
+	if (want == HV_ACCEL_AUTO && access(probe.kernel, R_OK) < 0) {
+		/* Without the test guest there is nothing to probe with: trust
+		 * /dev/kvm. build-guest makes the probe possible. */
+		want = access("/dev/kvm", R_OK | W_OK) == 0 ? HV_ACCEL_KVM : HV_ACCEL_TCG;
+		qb_log(LOG_WARNING, "accel = auto, but the probe guest %s is missing (build it with "
+		       "tools/guest/build-guest): using %s without probing", probe.kernel,
+		       hv_accel_name(want));
+	}
+	if (want == HV_ACCEL_AUTO && probe.initrd && access(probe.initrd, R_OK) < 0)
+		probe.initrd = NULL;
+	v->resolving = true;
+	if ((rc = v->drv->resolve_accel(v->conn, want, &probe, accel_resolved, d)) < 0) {
+		v->resolving = false;
+		qb_log(LOG_ERR, "cannot resolve the acceleration: %s; trying again on the next "
+		       "connection", strerror(-rc));
+	}
+}
+
+static void on_hv_event(void *ctx, const struct hv_event *ev)
+{
+	struct node_daemon *d = ctx;
+	struct local_vm *lv;
+
+	switch (ev->type) {
+	case HV_EVENT_STOPPED:
+	case HV_EVENT_CRASHED:
+		if ((lv = local_vm(d->vms, ev->name, false)))
+			lv->last_stop = ev->type == HV_EVENT_CRASHED ? HV_REASON_CRASHED : ev->reason;
+		qb_log(LOG_INFO, "VM %s: %s (%s)", ev->name, hv_event_name(ev->type),
+		       hv_reason_name(ev->reason));
+		break;
+	case HV_EVENT_CONNECTION_LOST:
+		qb_log(LOG_WARNING, "lost the libvirt daemon: %s; guests keep running, vireo "
+		       "reconnects", ev->message ? ev->message : "");
+		return;
+	case HV_EVENT_CONNECTION_RESTORED:
+		resolve_accel(d);
+		break;
+	default:
+		break;
+	}
+	schedule_pass(d, 0);
+}
+
+int node_vms_start(struct node_daemon *d)
+{
+	struct node_vms *v = calloc(1, sizeof(*v));
+	struct hv_connect_params p = {
+		.loop = d->loop,
+		.uri = d->cfg.libvirt_uri,
+		.token_ms = d->token_ms,
+		.wait = true,
+		.cb = { .ctx = d, .event = on_hv_event },
+	};
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	v->drv = &hv_libvirt_driver;
+	d->vms = v;
+	if ((rc = v->drv->connect(&p, &v->conn)) < 0) {
+		qb_log(LOG_CRIT, "cannot use libvirt at %s: %s", d->cfg.libvirt_uri, strerror(-rc));
+		free(v);
+		d->vms = NULL;
+		return rc;
+	}
+	resolve_accel(d);
+	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_VM_RECONCILE_MS(d->token_ms) * NS_PER_MS, d,
+			  periodic_fired, &v->periodic_timer);
+	return 0;
+}
+
+void node_vms_stop(struct node_daemon *d)
+{
+	struct node_vms *v = d->vms;
+
+	if (!v)
+		return;
+	/* Guests keep running: the next vireod adopts them. */
+	while (v->vms) {
+		struct local_vm *next = v->vms->next;
+
+		if (v->vms->shutdown)
+			hv_shutdown_cancel(v->vms->shutdown);
+		free(v->vms);
+		v->vms = next;
+	}
+	if (v->pass_timer)
+		qb_loop_timer_del(d->loop, v->pass_timer);
+	if (v->periodic_timer)
+		qb_loop_timer_del(d->loop, v->periodic_timer);
+	v->drv->disconnect(v->conn);
+	free(v);
+	d->vms = NULL;
+}
+
+void node_vms_state_changed(struct node_daemon *d)
+{
+	schedule_pass(d, 0);
+}
+
+void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
+{
+	struct local_vm *lv;
+
+	if (!d->vms || op->body_case != VIREO__OP__BODY_VM_REPORT ||
+	    op->origin != cluster_engine_local_id(d->engine))
+		return;
+	lv = local_vm(d->vms, op->vm_report->name, false);
+	if (lv && lv->report_request == op->request_id) {
+		lv->report_request = 0;
+		if (rc < 0 && rc != -EALREADY)
+			qb_log(LOG_WARNING, "VM %s: the cluster refused this node's report: %s",
+			       lv->name, strerror(-rc));
+		schedule_pass(d, 0);
+	}
+}
+
+const char *node_vms_accel(const struct node_daemon *d)
+{
+	return d->vms ? d->vms->accel : "";
+}
