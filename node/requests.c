@@ -8,6 +8,7 @@
 #include <qb/qblog.h>
 
 #include "cluster/timeouts.h"
+#include "cluster/vm.h"
 #include "node/daemon.h"
 
 #define NOT_QUORATE_MSG "this node is not in the quorate partition; it changes nothing " \
@@ -24,6 +25,7 @@ static void fill_node_status(const struct node_daemon *d, const Vireo__NodeInfo 
 {
 	struct cluster_digest dg;
 	uint64_t version = 0;
+	uint32_t vcpus;
 
 	vireo__node_status__init(ns);
 	ns->id = n->id;
@@ -34,6 +36,11 @@ static void fill_node_status(const struct node_daemon *d, const Vireo__NodeInfo 
 	ns->memory_mib = n->memory_mib;
 	ns->vireod_version = n->version;
 	ns->joined_at_ms = n->joined_at_ms;
+	ns->pool_ok = n->pool_ok;
+	ns->pool_message = n->pool_message;
+	ns->accel = n->accel;
+	cluster_vm_node_usage(cluster_engine_state(d->engine), n->id, &ns->vm_memory_mib, &vcpus,
+			      &ns->vms);
 	hex[0] = '\0';
 	if (n->online && cluster_engine_peer_digest(d->engine, n->id, &version, &dg))
 		cluster_digest_hex(&dg, hex);
