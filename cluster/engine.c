@@ -583,7 +583,8 @@ static void propose_duty(struct cluster_engine *e, Vireo__Op *op)
 /* The manager's placement duty: a VM that should run and has no node gets
  * one (VmAssign, the next generation) or a reason why it waits (VmPending).
  * The decision itself is cluster_vm_place_next(), pure: only members whose
- * pool is usable and whose acceleration is known may take VMs. */
+ * pool is usable and the cluster's, and whose acceleration is known, may
+ * take VMs. */
 static void place_vms(struct cluster_engine *e)
 {
 	const cluster_state *st = e->state;
@@ -598,7 +599,10 @@ static void place_vms(struct cluster_engine *e)
 
 	for (size_t i = 0; i < e->n_members; i++) {
 		const Vireo__NodeInfo *ni = cluster_state_node(st, e->members[i]);
-		if (ni && ni->online && ni->pool_ok && ni->accel[0])
+		/* The pool must be the cluster's: a node that checked before it
+		 * knew the cluster's pool id may have another one mounted. */
+		if (ni && ni->online && ni->pool_ok && ni->accel[0] &&
+		    strcmp(ni->pool_id, st->pool_id) == 0)
 			eligible[n++] = ni->id;
 	}
 	if (cluster_vm_place_next(st, eligible, n, &vm, &node, reason, sizeof(reason)) != 1)

@@ -172,10 +172,12 @@ START_TEST(lifecycle_through_operations)
 
 	d.name = "web";
 	d.running = false;
+	d.force = true;
 	op.body_case = VIREO__OP__BODY_VM_DESIRED;
 	op.vm_desired = &d;
 	ck_assert_int_eq(apply(st, &op, 1), 0);
 	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPING);
+	ck_assert(vm->force_stop);      /* the owner destroys instead of powering off */
 	ck_assert_int_eq(report(st, 2, "web", 1, VIREO__VM_STATE__VM_STOPPED), 0);
 	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPED);
 
@@ -296,6 +298,50 @@ START_TEST(pinned_vm_goes_only_to_its_node)
 }
 END_TEST
 
+static int announce_pool(cluster_state *st, uint32_t id, bool ok, const char *why,
+			 const char *pool_id)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__NodeAnnounce a = VIREO__NODE_ANNOUNCE__INIT;
+	char name[16];
+
+	snprintf(name, sizeof(name), "n%u", id);
+	a.id = id;
+	a.name = name;
+	a.cpus = 4;
+	a.memory_mib = 8192;
+	a.pool_ok = ok;
+	a.pool_message = (char *)why;
+	a.pool_id = (char *)pool_id;
+	a.accel = "tcg";
+	op.body_case = VIREO__OP__BODY_NODE_ANNOUNCE;
+	op.node_announce = &a;
+	return apply(st, &op, id);
+}
+
+/* The first pool id announced becomes the cluster's; a node losing its pool
+ * leaves an event. */
+START_TEST(pool_id_is_recorded_once_and_pool_loss_logged)
+{
+	cluster_state *st = cluster3();
+	size_t events;
+
+	ck_assert_str_eq(st->pool_id, "");
+	ck_assert_int_eq(announce_pool(st, 2, true, "", "11111111-2222-3333-4444-555555555555"), 0);
+	ck_assert_str_eq(st->pool_id, "11111111-2222-3333-4444-555555555555");
+	ck_assert_int_eq(announce_pool(st, 3, true, "", "99999999-2222-3333-4444-555555555555"), 0);
+	ck_assert_str_eq(st->pool_id, "11111111-2222-3333-4444-555555555555");
+	ck_assert_str_eq(cluster_state_node(st, 3)->pool_id, "99999999-2222-3333-4444-555555555555");
+	events = st->n_events;
+	ck_assert_int_eq(announce_pool(st, 2, false, "shared store gone", "11111111-2222-3333-4444-555555555555"), 0);
+	ck_assert_uint_eq(st->n_events, events + 1);
+	ck_assert_msg(strstr(st->events[st->n_events - 1]->text, "shared store gone"), "%s",
+		      st->events[st->n_events - 1]->text);
+	ck_assert(!cluster_state_node(st, 2)->pool_ok);
+	cluster_state_free(st);
+}
+END_TEST
+
 static Suite *vm_suite(void)
 {
 	Suite *s = suite_create("vm");
@@ -307,6 +353,7 @@ static Suite *vm_suite(void)
 	tcase_add_test(tc, placement_spreads_and_respects_priority);
 	tcase_add_test(tc, placement_waits_for_capacity_with_a_reason);
 	tcase_add_test(tc, pinned_vm_goes_only_to_its_node);
+	tcase_add_test(tc, pool_id_is_recorded_once_and_pool_loss_logged);
 	suite_add_tcase(s, tc);
 	return s;
 }
