@@ -1,0 +1,1036 @@
+/* vireo vm ...: what vireod does for each VM request.
+ *
+ * list, show and console answer at once from this node's copy of the state
+ * (and the shared pool). create and delete propose one operation and answer
+ * once it is applied here. start, stop and restart answer with the outcome:
+ * a waiter first waits for its own operation to be applied, then follows the
+ * VM through the state until it runs, stops, fails, or waits for room.
+ * Every applied operation (node_vm_requests_applied) and every tick
+ * (node_vm_requests_expire) re-checks the waiters, so a state adopted from
+ * a sync snapshot is noticed too.
+ *
+ * Nothing changes before a request is known to be valid: create checks the
+ * spec, the kernel files and the images, then creates the VM's disks, then
+ * proposes; when the cluster refuses, the disks it made are deleted again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "cluster/timeouts.h"
+#include "cluster/vm.h"
+#include "node/daemon.h"
+#include "sharedstore/images.h"
+
+#define NOT_QUORATE_MSG "this node is not in the quorate partition; it changes nothing " \
+	"until it rejoins the majority (see vireo status)"
+#define NOT_CONNECTED_MSG "vireod on this node is not connected to corosync; it changes " \
+	"nothing until corosync is back (see vireo status)"
+#define NEVER_CONNECTED_MSG "vireod on this node has not reached corosync since it started; " \
+	"check that corosync runs here (corosync-quorumtool -s) and see vireod's log"
+/* What apply_desired() says while the manager has not decided yet. */
+#define PLACING_MSG "waiting for the manager to place it"
+#define CONSOLE_MAX_BYTES (64u * 1024u)
+/* x86 Linux's COMMAND_LINE_SIZE. */
+#define CMDLINE_MAX 2048u
+#define DISK_SUFFIX_MAX sizeof("-disk16")
+#define MSG_MAX 512
+
+enum vm_phase {
+	PHASE_APPLIED,    /* our operation is proposed: wait until it is applied here */
+	PHASE_STOPPED,    /* wait until the VM has stopped */
+	PHASE_RUNNING,    /* wait until the VM runs, fails, or waits for room */
+};
+
+enum vm_job {
+	JOB_CREATE,
+	JOB_START,
+	JOB_STOP,
+	JOB_RESTART,
+	JOB_DELETE,
+};
+
+struct node_vm_waiter {
+	struct node_vm_waiter *next;
+	struct node_ipc_call *call;
+	enum vm_job job;
+	enum vm_phase phase;
+	enum vm_phase after;          /* the phase once our op is applied; PHASE_APPLIED: done */
+	bool then_start;              /* once stopped, propose start (restart) */
+	bool keep_disks;
+	char name[CLUSTER_NAME_MAX + 1];
+	uint64_t request_id;
+	uint64_t deadline_ms;
+	uint32_t wait_s;              /* the current phase's limit, for messages */
+	char **images;                /* create: made for it; delete: owned by it */
+	size_t n_images;
+};
+
+/* ---------------------------------------------------------------- replies */
+
+/* Answers with the VM as it is now (none when it does not exist) and the
+ * nodes, to name its owner. */
+static void reply_vm(struct node_daemon *d, struct node_ipc_call *call, Vireo__Outcome outcome,
+		     const char *name, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void reply_vm(struct node_daemon *d, struct node_ipc_call *call, Vireo__Outcome outcome,
+		     const char *name, const char *fmt, ...)
+{
+	Vireo__Response resp = VIREO__RESPONSE__INIT;
+	Vireo__VmListReply lr = VIREO__VM_LIST_REPLY__INIT;
+	const cluster_state *cs = d->engine ? cluster_engine_state(d->engine) : NULL;
+	Vireo__Vm *vm = cs && name ? cluster_vm_find(cs, name) : NULL;
+	char msg[MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	resp.outcome = outcome;
+	resp.message = msg;
+	if (cs) {
+		lr.vms = vm ? &vm : NULL;
+		lr.n_vms = vm ? 1 : 0;
+		lr.nodes = cs->nodes;
+		lr.n_nodes = cs->n_nodes;
+		resp.body_case = VIREO__RESPONSE__BODY_VM_LIST;
+		resp.vm_list = &lr;
+	}
+	node_ipc_reply(call, &resp);
+}
+
+/* Checks that this node may propose; answers the call when it may not. */
+static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
+{
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return false;
+	}
+	if (!cluster_engine_connected(d->engine)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
+		return false;
+	}
+	if (!cluster_engine_quorate(d->engine)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_QUORATE_MSG);
+		return false;
+	}
+	return true;
+}
+
+static const char *node_name(const cluster_state *cs, uint32_t id)
+{
+	const Vireo__NodeInfo *n = cluster_state_node(cs, id);
+
+	return n ? n->name : "an unknown node";
+}
+
+/* The states in which a guest may exist somewhere (vm.c's is_active()). */
+static bool vm_active(const Vireo__Vm *vm)
+{
+	return vm->state != VIREO__VM_STATE__VM_STOPPED && vm->state != VIREO__VM_STATE__VM_PENDING &&
+	       vm->state != VIREO__VM_STATE__VM_ERROR;
+}
+
+/* Pending with a reason from the manager, not merely not placed yet. */
+static bool vm_waits_for_room(const Vireo__Vm *vm)
+{
+	return vm->state == VIREO__VM_STATE__VM_PENDING && vm->message[0] &&
+	       strcmp(vm->message, PLACING_MSG) != 0;
+}
+
+/* ---------------------------------------------------------------- waiters */
+
+static void free_images(char **images, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(images[i]);
+	free(images);
+}
+
+static void waiter_free(struct node_vm_waiter *w)
+{
+	free_images(w->images, w->n_images);
+	free(w);
+}
+
+static struct node_vm_waiter *waiter_new(struct node_daemon *d, struct node_ipc_call *call,
+					 enum vm_job job, const char *name)
+{
+	struct node_vm_waiter *w = calloc(1, sizeof(*w));
+
+	if (!w) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
+		return NULL;
+	}
+	w->call = call;
+	w->job = job;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	w->next = d->vm_waiters;
+	d->vm_waiters = w;
+	return w;
+}
+
+static void set_deadline(struct node_daemon *d, struct node_vm_waiter *w, uint32_t ms)
+{
+	w->deadline_ms = node_now_mono_ms() + ms;
+	w->wait_s = (ms + 999) / 1000;
+}
+
+static void enter_phase(struct node_daemon *d, struct node_vm_waiter *w, enum vm_phase phase)
+{
+	w->phase = phase;
+	if (phase != PHASE_APPLIED)
+		set_deadline(d, w, VIREO_VM_ACTION_TIMEOUT_MS(d->token_ms));
+}
+
+/* Proposes op for the waiter; it waits for it in PHASE_APPLIED and then
+ * moves to after. On failure, answers and returns false (the caller
+ * drops the waiter). */
+static bool propose_for(struct node_daemon *d, struct node_vm_waiter *w, Vireo__Op *op,
+			enum vm_phase after)
+{
+	int rc = cluster_engine_propose(d->engine, op, &w->request_id);
+
+	if (rc < 0) {
+		reply_vm(d, w->call, rc == -EPERM || rc == -ENOTCONN ?
+			 VIREO__OUTCOME__OUTCOME_NOT_QUORATE : VIREO__OUTCOME__OUTCOME_FAILED,
+			 w->name, "cannot propose the operation for VM %s: %s", w->name,
+			 rc == -EPERM ? "this node is not in the quorate partition" :
+			 rc == -ENOTCONN ? "vireod is not connected to corosync" : strerror(-rc));
+		return false;
+	}
+	w->phase = PHASE_APPLIED;
+	w->after = after;
+	set_deadline(d, w, VIREO_REQUEST_TIMEOUT_MS(d->token_ms));
+	return true;
+}
+
+static bool propose_desired(struct node_daemon *d, struct node_vm_waiter *w, bool running,
+			    bool force, enum vm_phase after)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmDesired want = VIREO__VM_DESIRED__INIT;
+
+	want.name = w->name;
+	want.running = running;
+	want.force = force;
+	op.body_case = VIREO__OP__BODY_VM_DESIRED;
+	op.vm_desired = &want;
+	return propose_for(d, w, &op, after);
+}
+
+/* Looks at the VM the waiter follows. Returns true when the waiter is
+ * done: it has answered. */
+static bool settle(struct node_daemon *d, struct node_vm_waiter *w)
+{
+	const cluster_state *cs = cluster_engine_state(d->engine);
+	const Vireo__Vm *vm = cluster_vm_find(cs, w->name);
+	Vireo__VmState s;
+
+	if (w->phase == PHASE_APPLIED)
+		return false;
+	if (!vm) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, NULL,
+			 "VM %s was deleted by another request meanwhile", w->name);
+		return true;
+	}
+	s = vm->state;
+	if (w->phase == PHASE_STOPPED) {
+		if (vm->want_running) {
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+				 "VM %s was started by another request before it stopped", w->name);
+			return true;
+		}
+		if (s == VIREO__VM_STATE__VM_ERROR) {
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+				 "VM %s failed to stop: %s", w->name,
+				 vm->message[0] ? vm->message : "its node reported an error");
+			return true;
+		}
+		if (s != VIREO__VM_STATE__VM_STOPPED)
+			return false;
+		if (!w->then_start) {
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, w->name, "%s", "");
+			return true;
+		}
+		w->then_start = false;
+		return !propose_desired(d, w, true, false, PHASE_RUNNING);
+	}
+	/* PHASE_RUNNING */
+	if (!vm->want_running) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "VM %s was stopped by another request before it started", w->name);
+		return true;
+	}
+	if (s == VIREO__VM_STATE__VM_RUNNING) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, w->name, "%s", "");
+		return true;
+	}
+	if (s == VIREO__VM_STATE__VM_ERROR) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "VM %s failed to start on %s: %s", w->name, node_name(cs, vm->owner),
+			 vm->message[0] ? vm->message : "its node reported an error");
+		return true;
+	}
+	if (vm_waits_for_room(vm)) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "VM %s cannot start now: %s; it stays pending and starts as soon as a node "
+			 "has room (vireo vm stop %s cancels that)", w->name, vm->message, w->name);
+		return true;
+	}
+	return false;
+}
+
+/* Our own operation was applied (rc 0 or -EALREADY) or refused. */
+static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
+{
+	const cluster_state *cs = cluster_engine_state(d->engine);
+	bool refused = rc < 0 && rc != -EALREADY;
+
+	if (w->job == JOB_CREATE && refused) {
+		/* Nothing lost, nothing left: the disks were made for this VM only. */
+		for (size_t i = 0; i < w->n_images; i++)
+			if (store_image_delete(d->store, w->images[i]) < 0)
+				qb_log(LOG_WARNING, "cannot delete image %s made for VM %s, which the "
+				       "cluster refused: %s", w->images[i], w->name,
+				       store_error(d->store));
+		if (cluster_vm_find(cs, w->name))
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_INVALID, NULL,
+				 "a VM named %s exists already (another request created it "
+				 "meanwhile)", w->name);
+		else
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, NULL,
+				 "the cluster refused to create VM %s (%s); nothing was changed",
+				 w->name, strerror(-rc));
+		return true;
+	}
+	if (w->job == JOB_DELETE) {
+		char kept[MSG_MAX / 2] = "";
+		size_t len = 0, failed = 0;
+
+		if (refused) {
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name, "%s",
+				 rc == -EBUSY ? "the cluster refused to delete the VM: it was "
+				 "started again meanwhile; stop it first" :
+				 "the cluster refused to delete the VM; see vireo vm show");
+			return true;
+		}
+		for (size_t i = 0; i < w->n_images && !w->keep_disks; i++) {
+			if (store_image_delete(d->store, w->images[i]) == 0)
+				continue;
+			qb_log(LOG_WARNING, "VM %s deleted, but not its image %s: %s", w->name,
+			       w->images[i], store_error(d->store));
+			if (len < sizeof(kept))
+				len += snprintf(kept + len, sizeof(kept) - len, "%s%s (%s)",
+						failed ? ", " : "", w->images[i], store_error(d->store));
+			failed++;
+		}
+		if (failed)
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
+				 "VM %s is deleted, but %zu of its disk images remain in the pool: %s",
+				 w->name, failed, kept);
+		else
+			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
+				 w->keep_disks && w->n_images ? "VM %s is deleted; its disk images "
+				 "are kept" : "VM %s is deleted", w->name);
+		return true;
+	}
+	if (refused) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 rc == -ENOENT ? "VM %s was deleted by another request meanwhile" :
+			 "the cluster refused the operation on VM %s; see vireo vm show", w->name);
+		return true;
+	}
+	if (w->after == PHASE_APPLIED) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, w->name, "%s", "");
+		return true;
+	}
+	enter_phase(d, w, w->after);
+	return settle(d, w);
+}
+
+void node_vm_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
+{
+	struct node_vm_waiter **pp = &d->vm_waiters;
+	bool own = op->origin == cluster_engine_local_id(d->engine);
+
+	while (*pp) {
+		struct node_vm_waiter *w = *pp;
+		bool done;
+
+		if (w->phase == PHASE_APPLIED)
+			done = own && op->request_id == w->request_id && own_applied(d, w, rc);
+		else
+			done = settle(d, w);
+		if (!done) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		waiter_free(w);
+	}
+}
+
+static void expire_one(struct node_daemon *d, struct node_vm_waiter *w, const char *why)
+{
+	const cluster_state *cs = d->engine ? cluster_engine_state(d->engine) : NULL;
+	const Vireo__Vm *vm = cs ? cluster_vm_find(cs, w->name) : NULL;
+	const char *now = vm ? cluster_vm_state_name(vm->state) : "unknown";
+
+	if (why || w->phase == PHASE_APPLIED) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "the outcome is unknown: %s; check vireo vm show %s%s before retrying",
+			 why ? why : "the cluster did not apply the operation in time", w->name,
+			 w->job == JOB_CREATE && w->n_images ? " (if the VM does not exist, its new "
+			 "disk images remain in the pool)" : "");
+		return;
+	}
+	reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+		 "VM %s did not %s within %u s (it is %s now); the outcome is unknown, check "
+		 "vireo vm show %s", w->name, w->phase == PHASE_RUNNING ? "start" : "stop",
+		 w->wait_s, now, w->name);
+}
+
+void node_vm_requests_expire(struct node_daemon *d, bool all, const char *why)
+{
+	struct node_vm_waiter **pp = &d->vm_waiters;
+	uint64_t now = node_now_mono_ms();
+
+	while (*pp) {
+		struct node_vm_waiter *w = *pp;
+
+		if (all || now >= w->deadline_ms)
+			expire_one(d, w, all ? why : NULL);
+		else if (!(d->engine && settle(d, w))) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		waiter_free(w);
+	}
+}
+
+/* Drops a waiter that has answered before it was ever settled. */
+static void waiter_drop(struct node_daemon *d, struct node_vm_waiter *w)
+{
+	struct node_vm_waiter **pp = &d->vm_waiters;
+
+	while (*pp && *pp != w)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = w->next;
+	waiter_free(w);
+}
+
+/* ---------------------------------------------------------------- create */
+
+static int new_uuid(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/uuid", "re");
+	int rc = -EIO;
+
+	if (!f)
+		return -errno;
+	if (fgets(out, (int)len, f) && strlen(out) >= 36) {
+		out[36] = '\0';
+		for (char *p = out; *p; p++)
+			if (*p >= 'A' && *p <= 'F')
+				*p = (char)(*p - 'A' + 'a');
+		rc = 0;
+	}
+	fclose(f);
+	return rc;
+}
+
+/* A kernel or initrd must be a readable file here: every node is expected
+ * to have the same files (the guest starts wherever the manager places it). */
+static bool boot_file_ok(struct node_daemon *d, struct node_ipc_call *call, const char *what,
+			 const char *path)
+{
+	struct stat sb;
+
+	if (path[0] != '/') {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "the %s must be an absolute path, not %s", what, path);
+		return false;
+	}
+	if (stat(path, &sb) < 0) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       errno == ENOENT ? "%s file %s does not exist on node %s" :
+				       "%s file %s cannot be read on node %s", what, path,
+				       d->cfg.node_name);
+		return false;
+	}
+	if (!S_ISREG(sb.st_mode) || access(path, R_OK) < 0) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "%s file %s on node %s is not a readable regular file", what,
+				       path, d->cfg.node_name);
+		return false;
+	}
+	return true;
+}
+
+static const Vireo__Vm *image_user(const cluster_state *cs, const char *image)
+{
+	for (size_t i = 0; i < cs->n_vms; i++)
+		for (size_t j = 0; j < cs->vms[i]->spec->n_disks; j++)
+			if (strcmp(cs->vms[i]->spec->disks[j]->image, image) == 0)
+				return cs->vms[i];
+	return NULL;
+}
+
+/* The pool must be there for a VM with disks. */
+static bool store_ready(struct node_daemon *d, struct node_ipc_call *call)
+{
+	const char *why = "";
+
+	if (!d->store) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+				       "vireod could not open the shared pool at %s on this node; see "
+				       "its log, or create the VM from another node", d->cfg.pool_dir);
+		return false;
+	}
+	if (!node_pool_ok(d, &why)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+				       "the shared pool at %s is not usable on this node: %s; fix it "
+				       "or create the VM from another node", d->cfg.pool_dir, why);
+		return false;
+	}
+	return true;
+}
+
+/* The boot image becomes disk 1, not owned: it outlives the VM. */
+static bool fill_boot_disk(struct node_daemon *d, struct node_ipc_call *call,
+			   const cluster_state *cs, Vireo__VmDisk *disk, const char *image)
+{
+	struct store_image_info info;
+	const Vireo__Vm *user;
+	int rc;
+
+	if ((rc = store_image_info(d->store, image, &info)) < 0) {
+		node_ipc_reply_outcome(call, rc == -ENOENT || rc == -EINVAL ?
+				       VIREO__OUTCOME__OUTCOME_INVALID : VIREO__OUTCOME__OUTCOME_FAILED,
+				       "%s", store_error(d->store));
+		return false;
+	}
+	if ((user = image_user(cs, image))) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "image %s is a disk of VM %s already; an image belongs to one VM",
+				       image, user->spec->name);
+		return false;
+	}
+	disk->size_mib = info.virtual_bytes >> 20;
+	if (!disk->size_mib)
+		disk->size_mib = 1;
+	disk->format = (char *)store_format_name(info.format);
+	return true;
+}
+
+/* The VM's own disks must not exist yet: vireod never adopts or deletes
+ * an image it did not make for this VM. */
+static bool owned_disks_free(struct node_daemon *d, struct node_ipc_call *call,
+			     const Vireo__VmSpec *spec)
+{
+	struct store_image_info info;
+	char err[256];
+	int rc;
+
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		const Vireo__VmDisk *disk = spec->disks[i];
+
+		if (!disk->owned)
+			continue;
+		uint64_t bytes = disk->size_mib > (UINT64_MAX >> 20) ? UINT64_MAX : disk->size_mib << 20;
+
+		if (store_image_size_check(bytes, err, sizeof(err)) < 0) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "disk %zu: %s",
+					       i + 1, err);
+			return false;
+		}
+		rc = store_image_info(d->store, disk->image, &info);
+		if (rc == 0) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+					       "an image named %s exists already in the shared pool; "
+					       "a VM's disks are named NAME-diskN, so choose another "
+					       "VM name or remove that image", disk->image);
+			return false;
+		}
+		if (rc != -ENOENT) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "%s",
+					       store_error(d->store));
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Creates the owned disks; on failure deletes those made so far and
+ * answers. The names made are handed to the waiter. */
+static bool make_disks(struct node_daemon *d, struct node_ipc_call *call, const Vireo__VmSpec *spec,
+		       char ***images, size_t *n_images)
+{
+	char **made = calloc(spec->n_disks + 1, sizeof(*made));
+	size_t n = 0;
+
+	if (!made) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < spec->n_disks; i++) {
+		const Vireo__VmDisk *disk = spec->disks[i];
+		enum store_format fmt;
+		int rc;
+
+		if (!disk->owned)
+			continue;
+		store_format_parse(disk->format, &fmt);
+		if (!(made[n] = strdup(disk->image))) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+					       "vireod is out of memory");
+			goto fail;
+		}
+		rc = store_image_create(d->store, disk->image, disk->size_mib << 20, fmt, 0);
+		if (rc < 0) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+					       "cannot create disk image %s: %s; nothing was changed",
+					       disk->image, store_error(d->store));
+			free(made[n]);
+			made[n] = NULL;
+			goto fail;
+		}
+		n++;
+	}
+	*images = made;
+	*n_images = n;
+	return true;
+fail:
+	for (size_t i = 0; i < n; i++)
+		if (store_image_delete(d->store, made[i]) < 0)
+			qb_log(LOG_WARNING, "cannot delete image %s after a failed create: %s",
+			       made[i], store_error(d->store));
+	free_images(made, n);
+	return false;
+}
+
+static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
+			  const Vireo__VmCreateRequest *r)
+{
+	const cluster_state *cs;
+	const Vireo__VmSpec *in = r->spec;
+	Vireo__VmSpec spec;
+	Vireo__VmDisk disks[CLUSTER_VM_MAX_DISKS];
+	Vireo__VmDisk *ptrs[CLUSTER_VM_MAX_DISKS];
+	char names[CLUSTER_VM_MAX_DISKS][CLUSTER_NAME_MAX + DISK_SUFFIX_MAX];
+	char uuid[64];
+	char err[256];
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmCreate create = VIREO__VM_CREATE__INIT;
+	struct node_vm_waiter *w;
+	char **images = NULL;
+	size_t n_images = 0, n = 0, owned = 0, suffix;
+
+	if (!in) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "the request carries no VM spec");
+		return;
+	}
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return;
+	}
+	cs = cluster_engine_state(d->engine);
+	spec = *in;
+	if (in->n_disks + (in->boot_disk[0] ? 1 : 0) > CLUSTER_VM_MAX_DISKS) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "a VM has at most %u disks, its boot disk included",
+				       CLUSTER_VM_MAX_DISKS);
+		return;
+	}
+	if (in->boot_disk[0]) {
+		vireo__vm_disk__init(&disks[n]);
+		disks[n].image = in->boot_disk;
+		disks[n].size_mib = 1;            /* filled in from the pool below */
+		disks[n].format = "qcow2";
+		ptrs[n] = &disks[n];
+		n++;
+	}
+	suffix = (size_t)snprintf(NULL, 0, "-disk%zu", in->n_disks);
+	if (in->n_disks && strlen(in->name) <= CLUSTER_NAME_MAX &&
+	    strlen(in->name) + suffix > CLUSTER_NAME_MAX) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "VM name %s is too long for its disks, which are named NAME-diskN: "
+				       "a VM with %zu disks has a name of at most %zu characters",
+				       in->name, in->n_disks, CLUSTER_NAME_MAX - suffix);
+		return;
+	}
+	for (size_t i = 0; i < in->n_disks; i++) {
+		vireo__vm_disk__init(&disks[n]);
+		snprintf(names[n], sizeof(names[n]), "%s-disk%zu", in->name, ++owned);
+		disks[n].image = names[n];
+		disks[n].size_mib = in->disks[i]->size_mib;
+		disks[n].format = in->disks[i]->format[0] ? in->disks[i]->format : "qcow2";
+		disks[n].owned = true;
+		ptrs[n] = &disks[n];
+		n++;
+	}
+	spec.disks = ptrs;
+	spec.n_disks = n;
+	if (!in->uuid[0]) {
+		if (new_uuid(uuid, sizeof(uuid)) < 0) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+					       "cannot read a new uuid from /proc/sys/kernel/random/uuid");
+			return;
+		}
+		spec.uuid = uuid;
+	}
+	if (r->node[0]) {
+		spec.pinned_node = 0;
+		for (size_t i = 0; i < cs->n_nodes; i++)
+			if (strcmp(cs->nodes[i]->name, r->node) == 0)
+				spec.pinned_node = cs->nodes[i]->id;
+		if (!spec.pinned_node) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+					       "no node named %s in this cluster; see vireo node list",
+					       r->node);
+			return;
+		}
+	}
+	if (cluster_vm_spec_check(cs, &spec, err, sizeof(err)) < 0) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "%s", err);
+		return;
+	}
+	if (!spec.kernel[0] && (spec.initrd[0] || spec.cmdline[0])) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "--initrd and --cmdline go with --kernel, not with --boot-disk");
+		return;
+	}
+	if (strlen(spec.cmdline) > CMDLINE_MAX) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "the kernel command line has at most %u characters", CMDLINE_MAX);
+		return;
+	}
+	if (spec.kernel[0] && !boot_file_ok(d, call, "kernel", spec.kernel))
+		return;
+	if (spec.initrd[0] && !boot_file_ok(d, call, "initrd", spec.initrd))
+		return;
+	if (spec.n_disks && !store_ready(d, call))
+		return;
+	if (spec.boot_disk[0] && !fill_boot_disk(d, call, cs, &disks[0], spec.boot_disk))
+		return;
+	if (!owned_disks_free(d, call, &spec) || !may_propose(d, call))
+		return;
+	if (!make_disks(d, call, &spec, &images, &n_images))
+		return;
+	if (!(w = waiter_new(d, call, JOB_CREATE, spec.name))) {
+		/* Unreachable in practice; the disks are not leaked to the pool. */
+		for (size_t i = 0; i < n_images; i++)
+			store_image_delete(d->store, images[i]);
+		free_images(images, n_images);
+		return;
+	}
+	w->images = images;
+	w->n_images = n_images;
+	create.spec = &spec;
+	create.start = r->start;
+	op.body_case = VIREO__OP__BODY_VM_CREATE;
+	op.vm_create = &create;
+	if (!propose_for(d, w, &op, r->start ? PHASE_RUNNING : PHASE_APPLIED)) {
+		for (size_t i = 0; i < n_images; i++)
+			store_image_delete(d->store, images[i]);
+		waiter_drop(d, w);
+		return;
+	}
+	qb_log(LOG_INFO, "proposed VM %s (%u vCPUs, %llu MiB, %zu disks made here)", spec.name,
+	       spec.vcpus, (unsigned long long)spec.memory_mib, n_images);
+}
+
+/* ---------------------------------------------------------------- actions */
+
+static void handle_start(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Vm *vm,
+			 enum vm_job job, bool force)
+{
+	const char *name = vm->spec->name;
+	struct node_vm_waiter *w;
+	bool ok;
+
+	if (vm->want_running && vm->state == VIREO__VM_STATE__VM_RUNNING && job == JOB_START) {
+		reply_vm(d, call, VIREO__OUTCOME__OUTCOME_OK, name, "already running");
+		return;
+	}
+	if (!may_propose(d, call) || !(w = waiter_new(d, call, job, name)))
+		return;
+	if (!vm->want_running && vm->state == VIREO__VM_STATE__VM_STOPPING) {
+		/* Stopping already: let it finish, then start it again. */
+		w->then_start = true;
+		enter_phase(d, w, PHASE_STOPPED);
+		ok = !settle(d, w);
+	} else if (!vm->want_running) {
+		ok = propose_desired(d, w, true, false, PHASE_RUNNING);
+	} else if (job == JOB_RESTART || vm->state == VIREO__VM_STATE__VM_ERROR) {
+		/* A VM in error wants to run but cannot: start means try again. */
+		w->then_start = true;
+		ok = propose_desired(d, w, false, force, PHASE_STOPPED);
+	} else {
+		/* Wanted running already (pending, starting, ...): wait for it. */
+		enter_phase(d, w, PHASE_RUNNING);
+		ok = !settle(d, w);
+	}
+	if (!ok)
+		waiter_drop(d, w);
+}
+
+static void handle_stop(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Vm *vm,
+			bool force)
+{
+	const char *name = vm->spec->name;
+	struct node_vm_waiter *w;
+	bool ok;
+
+	if (!vm->want_running && vm->state == VIREO__VM_STATE__VM_STOPPED) {
+		reply_vm(d, call, VIREO__OUTCOME__OUTCOME_OK, name, "already stopped");
+		return;
+	}
+	if (!vm->want_running && vm->state == VIREO__VM_STATE__VM_ERROR) {
+		reply_vm(d, call, VIREO__OUTCOME__OUTCOME_FAILED, name, "VM %s is in error: %s",
+			 name, vm->message[0] ? vm->message : "its node reported an error");
+		return;
+	}
+	if (!may_propose(d, call) || !(w = waiter_new(d, call, JOB_STOP, name)))
+		return;
+	/* A forced stop of a VM that is stopping gracefully: say force again. */
+	if (vm->want_running || (force && !vm->force_stop)) {
+		ok = propose_desired(d, w, false, force, PHASE_STOPPED);
+	} else {
+		enter_phase(d, w, PHASE_STOPPED);
+		ok = !settle(d, w);
+	}
+	if (!ok)
+		waiter_drop(d, w);
+}
+
+static void handle_delete(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Vm *vm,
+			  bool keep_disks)
+{
+	const char *name = vm->spec->name;
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmName del = VIREO__VM_NAME__INIT;
+	struct node_vm_waiter *w;
+
+	if (!vm->want_running && vm->state == VIREO__VM_STATE__VM_STOPPING) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "VM %s is stopping; wait until it has stopped (vireo vm show %s), "
+				       "then delete it", name, name);
+		return;
+	}
+	if (vm->want_running || vm_active(vm)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "VM %s is %s; stop it first (vireo vm stop %s)", name,
+				       cluster_vm_state_name(vm->state), name);
+		return;
+	}
+	if (!keep_disks) {
+		for (size_t i = 0; i < vm->spec->n_disks; i++)
+			if (vm->spec->disks[i]->owned && !d->store) {
+				node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+						       "vireod could not open the shared pool at %s on "
+						       "this node, so it cannot delete the VM's disks; "
+						       "delete it from another node, or with --keep-disks",
+						       d->cfg.pool_dir);
+				return;
+			}
+	}
+	if (!may_propose(d, call) || !(w = waiter_new(d, call, JOB_DELETE, name)))
+		return;
+	w->keep_disks = keep_disks;
+	if (!(w->images = calloc(vm->spec->n_disks + 1, sizeof(*w->images)))) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
+		waiter_drop(d, w);
+		return;
+	}
+	for (size_t i = 0; i < vm->spec->n_disks; i++) {
+		if (!vm->spec->disks[i]->owned)
+			continue;
+		if (!(w->images[w->n_images] = strdup(vm->spec->disks[i]->image))) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+					       "vireod is out of memory");
+			waiter_drop(d, w);
+			return;
+		}
+		w->n_images++;
+	}
+	del.name = w->name;
+	op.body_case = VIREO__OP__BODY_VM_DELETE;
+	op.vm_delete = &del;
+	if (!propose_for(d, w, &op, PHASE_APPLIED))
+		waiter_drop(d, w);
+}
+
+static void handle_action(struct node_daemon *d, struct node_ipc_call *call,
+			  const Vireo__VmActionRequest *a)
+{
+	const Vireo__Vm *vm;
+
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return;
+	}
+	if (!(vm = cluster_vm_find(cluster_engine_state(d->engine), a->name))) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "no VM named %s; see vireo vm list", a->name);
+		return;
+	}
+	switch (a->action) {
+	case VIREO__VM_ACTION__VM_ACTION_START:
+		handle_start(d, call, vm, JOB_START, false);
+		break;
+	case VIREO__VM_ACTION__VM_ACTION_RESTART:
+		handle_start(d, call, vm, JOB_RESTART, a->force);
+		break;
+	case VIREO__VM_ACTION__VM_ACTION_STOP:
+		handle_stop(d, call, vm, a->force);
+		break;
+	case VIREO__VM_ACTION__VM_ACTION_DELETE:
+		handle_delete(d, call, vm, a->keep_disks);
+		break;
+	default:
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "this vireod does not know that VM action");
+		break;
+	}
+}
+
+/* ---------------------------------------------------------------- reads */
+
+static void handle_list(struct node_daemon *d, struct node_ipc_call *call, const char *name)
+{
+	Vireo__Response resp = VIREO__RESPONSE__INIT;
+	Vireo__VmListReply lr = VIREO__VM_LIST_REPLY__INIT;
+	const cluster_state *cs;
+	Vireo__Vm *vm;
+
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return;
+	}
+	cs = cluster_engine_state(d->engine);
+	if (name[0]) {
+		if (!(vm = cluster_vm_find(cs, name))) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+					       "no VM named %s; see vireo vm list", name);
+			return;
+		}
+		lr.vms = &vm;
+		lr.n_vms = 1;
+	} else {
+		lr.vms = cs->vms;
+		lr.n_vms = cs->n_vms;
+	}
+	lr.nodes = cs->nodes;
+	lr.n_nodes = cs->n_nodes;
+	resp.body_case = VIREO__RESPONSE__BODY_VM_LIST;
+	resp.vm_list = &lr;
+	node_ipc_reply(call, &resp);
+}
+
+/* The guest's serial log on the shared pool, which every node can read. */
+static void handle_console(struct node_daemon *d, struct node_ipc_call *call,
+			   const Vireo__VmConsoleRequest *c)
+{
+	Vireo__Response resp = VIREO__RESPONSE__INIT;
+	Vireo__VmConsoleReply cr = VIREO__VM_CONSOLE_REPLY__INIT;
+	uint32_t max = c->max_bytes && c->max_bytes < CONSOLE_MAX_BYTES ? c->max_bytes :
+		       CONSOLE_MAX_BYTES;
+	uint8_t *buf = NULL;
+	char path[512];
+	struct stat sb;
+	uint64_t start, len = 0;
+	int fd = -1;
+
+	if (!d->engine) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		return;
+	}
+	if (!cluster_vm_find(cluster_engine_state(d->engine), c->name)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "no VM named %s; see vireo vm list", c->name);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/%s.log", d->cfg.console_dir, c->name);
+	resp.body_case = VIREO__RESPONSE__BODY_VM_CONSOLE;
+	resp.vm_console = &cr;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno == ENOENT) {
+		node_ipc_reply(call, &resp);     /* never started: an empty log */
+		return;
+	}
+	if (fd < 0 || fstat(fd, &sb) < 0) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+				       "cannot read the console log %s on this node: %s", path,
+				       strerror(errno));
+		goto cleanup;
+	}
+	cr.size = (uint64_t)sb.st_size;
+	if (c->offset >= 0)
+		start = (uint64_t)c->offset < cr.size ? (uint64_t)c->offset : cr.size;
+	else if (c->offset > INT64_MIN && (uint64_t)-c->offset < cr.size)
+		start = cr.size - (uint64_t)-c->offset;
+	else
+		start = 0;
+	len = cr.size - start < max ? cr.size - start : max;
+	if (!(buf = malloc(len ? len : 1))) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
+		goto cleanup;
+	}
+	for (uint64_t got = 0; got < len;) {
+		ssize_t r = pread(fd, buf + got, len - got, (off_t)(start + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
+					       "cannot read the console log %s on this node: %s", path,
+					       strerror(errno));
+			goto cleanup;
+		}
+		if (r == 0) {
+			len = got;       /* truncated while we read */
+			break;
+		}
+		got += (uint64_t)r;
+	}
+	cr.data.data = buf;
+	cr.data.len = len;
+	cr.offset = start;
+	node_ipc_reply(call, &resp);
+cleanup:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+}
+
+void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Request *req)
+{
+	switch (req->body_case) {
+	case VIREO__REQUEST__BODY_VM_CREATE:
+		handle_create(d, call, req->vm_create);
+		break;
+	case VIREO__REQUEST__BODY_VM_ACTION:
+		handle_action(d, call, req->vm_action);
+		break;
+	case VIREO__REQUEST__BODY_VM_LIST:
+		handle_list(d, call, req->vm_list->name);
+		break;
+	case VIREO__REQUEST__BODY_VM_CONSOLE:
+		handle_console(d, call, req->vm_console);
+		break;
+	default:
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "this vireod does not know that command");
+		break;
+	}
+}
