@@ -3,6 +3,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "hypervisor/hv.h"
 #include "node/config.h"
 #include "unit.h"
 
@@ -47,6 +48,36 @@ START_TEST(errors_name_the_line)
 }
 END_TEST
 
+START_TEST(vm_and_storage_settings)
+{
+	struct node_config cfg;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse("node_name = n1\n", &cfg, err), 0);
+	ck_assert_str_eq(cfg.pool_dir, "/var/lib/vireo/pool");
+	ck_assert_str_eq(cfg.console_dir, "/var/lib/vireo/pool/console");
+	ck_assert_int_eq(cfg.accel, HV_ACCEL_AUTO);
+	ck_assert_uint_eq(cfg.restart_limit, 3);
+	ck_assert_int_eq(parse("node_name = n1\npool_dir = /p\naccel = tcg\npool_mount = any\n"
+			       "vm_restart_limit = 0\nconsole_dir = /c\n", &cfg, err), 0);
+	ck_assert_str_eq(cfg.pool_dir, "/p");
+	ck_assert_str_eq(cfg.console_dir, "/c");
+	ck_assert_int_eq(cfg.accel, HV_ACCEL_TCG);
+	ck_assert(cfg.pool_any_fs);
+	ck_assert_uint_eq(cfg.restart_limit, 0);
+	ck_assert_int_eq(parse("node_name = n1\npool_dir = /p\n", &cfg, err), 0);
+	ck_assert_str_eq(cfg.console_dir, "/p/console");
+	ck_assert_int_eq(parse("node_name = n1\naccel = fast\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: accel must be kvm, tcg or auto"));
+	ck_assert_int_eq(parse("node_name = n1\npool_dir = pool\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: pool_dir must be an absolute path"));
+	ck_assert_int_eq(parse("node_name = n1\nvm_restart_limit = 101\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: vm_restart_limit"));
+	ck_assert_int_eq(parse("node_name = n1\npool_mount = maybe\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: pool_mount"));
+}
+END_TEST
+
 START_TEST(missing_node_name_and_file)
 {
 	struct node_config cfg;
@@ -67,6 +98,7 @@ static Suite *config_suite(void)
 
 	tcase_add_test(tc, good_config);
 	tcase_add_test(tc, errors_name_the_line);
+	tcase_add_test(tc, vm_and_storage_settings);
 	tcase_add_test(tc, missing_node_name_and_file);
 	suite_add_tcase(s, tc);
 	return s;
