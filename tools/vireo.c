@@ -11,24 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <json-c/json.h>
 
 #include "build-config.h"
 #include "node/client.h"
 #include "node/ipc.h"
-
-enum {
-	EXIT_OK = 0,
-	EXIT_FAILED = 1,
-	EXIT_USAGE = 2,
-	EXIT_UNAVAILABLE = 3,
-};
-
-struct cli {
-	bool json;
-	const char *ipc_name;
-	int timeout_ms;
-};
+#include "tools/vireo_cli.h"
 
 static const char usage_text[] =
 	"usage: vireo [--json] COMMAND [ARGS]\n"
@@ -42,15 +29,28 @@ static const char usage_text[] =
 	"                               propose COUNT no-op operations and time them\n"
 	"  version                      the client's version\n"
 	"\n"
+	"  vm create NAME --vcpus N --memory SIZE [--disk SIZE[,SIZE...]]\n"
+	"            (--kernel FILE [--initrd FILE] [--cmdline TEXT] | --boot-disk IMAGE)\n"
+	"            [--ha] [--priority P] [--node NODE] [--start]\n"
+	"                               define a VM (SIZE: 512M, 2G, 1T; a plain number is MiB)\n"
+	"  vm start NAME                start it and wait until it runs or cannot\n"
+	"  vm stop NAME [--force]       stop it (power off; --force: at once) and wait\n"
+	"  vm restart NAME [--force]    stop, then start (possibly on another node)\n"
+	"  vm delete NAME [--keep-disks]\n"
+	"                               remove a stopped VM and the disks made for it\n"
+	"  vm list                      every VM, its state and node\n"
+	"  vm show NAME                 one VM in detail\n"
+	"  vm console NAME [--follow]   the guest's serial log (--follow: keep printing)\n"
+	"\n"
 	"options (anywhere on the line):\n"
 	"  --json                       print JSON for programs\n"
-	"  --timeout SECONDS            how long to wait for vireod (default 30)\n"
+	"  --timeout SECONDS            how long to wait for vireod (default 30; vm start,\n"
+	"                               stop, restart and create --start: 180; vm create\n"
+	"                               and delete: 60)\n"
 	"\n"
 	"exit codes: 0 ok, 1 failed, 2 usage error, 3 not quorate or vireod unreachable\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
+int vireo_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -72,9 +72,8 @@ static int exit_for(Vireo__Outcome o)
 	}
 }
 
-/* Sends req; on success *resp holds an OK response. Otherwise prints the
- * one-line reason and returns the exit code. */
-static int call(const struct cli *cli, const Vireo__Request *req, Vireo__Response **resp)
+int vireo_call(const struct cli *cli, const Vireo__Request *req, Vireo__Response **resp,
+	       bool keep_failed)
 {
 	struct vireo_client *c = NULL;
 	int rc = vireo_client_connect(cli->ipc_name, &c);
@@ -104,14 +103,16 @@ static int call(const struct cli *cli, const Vireo__Request *req, Vireo__Respons
 		fprintf(stderr, "vireo: %s\n", (*resp)->message[0] ? (*resp)->message :
 			"the operation failed");
 		rc = exit_for((*resp)->outcome);
-		vireo__response__free_unpacked(*resp, NULL);
-		*resp = NULL;
+		if (!keep_failed) {
+			vireo__response__free_unpacked(*resp, NULL);
+			*resp = NULL;
+		}
 		return rc;
 	}
 	return EXIT_OK;
 }
 
-static void print_json(json_object *o)
+void vireo_print_json(json_object *o)
 {
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
@@ -166,7 +167,7 @@ static int cmd_status(const struct cli *cli, bool nodes_only)
 
 	req.body_case = VIREO__REQUEST__BODY_STATUS;
 	req.status = &sr;
-	if ((rc = call(cli, &req, &resp)) != EXIT_OK)
+	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
 		return rc;
 	st = resp->status;
 	if (cli->json) {
@@ -177,7 +178,7 @@ static int cmd_status(const struct cli *cli, bool nodes_only)
 			json_object_array_add(arr, node_json(st->nodes[i]));
 		if (nodes_only) {
 			json_object_put(o);
-			print_json(arr);
+			vireo_print_json(arr);
 		} else {
 			json_object_object_add(o, "cluster", json_object_new_string(st->cluster));
 			json_object_object_add(o, "quorate", json_object_new_boolean(st->quorate));
@@ -189,7 +190,7 @@ static int cmd_status(const struct cli *cli, bool nodes_only)
 			json_object_object_add(o, "corosync_connected",
 					       json_object_new_boolean(st->corosync_connected));
 			json_object_object_add(o, "nodes", arr);
-			print_json(o);
+			vireo_print_json(o);
 		}
 	} else {
 		if (!nodes_only) {
@@ -222,7 +223,7 @@ static int cmd_event_list(const struct cli *cli, uint32_t limit)
 	er.limit = limit;
 	req.body_case = VIREO__REQUEST__BODY_EVENTS;
 	req.events = &er;
-	if ((rc = call(cli, &req, &resp)) != EXIT_OK)
+	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
 		return rc;
 	if (cli->json)
 		arr = json_object_new_array();
@@ -248,7 +249,7 @@ static int cmd_event_list(const struct cli *cli, uint32_t limit)
 		}
 	}
 	if (cli->json)
-		print_json(arr);
+		vireo_print_json(arr);
 	vireo__response__free_unpacked(resp, NULL);
 	return EXIT_OK;
 }
@@ -263,12 +264,12 @@ static int cmd_event_add(const struct cli *cli, const char *text)
 	nr.text = (char *)text;
 	req.body_case = VIREO__REQUEST__BODY_NOTE;
 	req.note = &nr;
-	if ((rc = call(cli, &req, &resp)) != EXIT_OK)
+	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
 		return rc;
 	if (cli->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "ok", json_object_new_boolean(1));
-		print_json(o);
+		vireo_print_json(o);
 	}
 	vireo__response__free_unpacked(resp, NULL);
 	return EXIT_OK;
@@ -287,7 +288,7 @@ static int cmd_bench(const struct cli *cli, uint32_t count, uint32_t payload)
 	br.payload_bytes = payload;
 	req.body_case = VIREO__REQUEST__BODY_BENCH;
 	req.bench = &br;
-	if ((rc = call(cli, &req, &resp)) != EXIT_OK)
+	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
 		return rc;
 	b = resp->bench;
 	secs = (double)b->elapsed_us / 1e6;
@@ -298,7 +299,7 @@ static int cmd_bench(const struct cli *cli, uint32_t count, uint32_t payload)
 		json_object_object_add(o, "ops_per_s", json_object_new_double(b->count / secs));
 		json_object_object_add(o, "first_version", json_object_new_int64((int64_t)b->first_version));
 		json_object_object_add(o, "last_version", json_object_new_int64((int64_t)b->last_version));
-		print_json(o);
+		vireo_print_json(o);
 	} else {
 		printf("%u operations applied here in %.3f s: %.0f ops/s (state version %" PRIu64
 		       " -> %" PRIu64 ")\n", b->count, secs, b->count / secs, b->first_version,
@@ -308,7 +309,7 @@ static int cmd_bench(const struct cli *cli, uint32_t count, uint32_t payload)
 	return EXIT_OK;
 }
 
-static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+int vireo_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
 	char *end;
 	unsigned long v;
@@ -333,11 +334,12 @@ static int take_global_options(struct cli *cli, int argc, char **argv, int *rc)
 		if (strcmp(argv[i], "--json") == 0) {
 			cli->json = true;
 		} else if (strcmp(argv[i], "--timeout") == 0) {
-			if (i + 1 >= argc || parse_u32(argv[i + 1], 1, 86400, &secs) < 0) {
-				*rc = usage_error("--timeout takes a number of seconds from 1 to 86400");
+			if (i + 1 >= argc || vireo_parse_u32(argv[i + 1], 1, 86400, &secs) < 0) {
+				*rc = vireo_usage_error("--timeout takes a number of seconds from 1 to 86400");
 				return 0;
 			}
 			cli->timeout_ms = (int)secs * 1000;
+			cli->timeout_set = true;
 			i++;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(usage_text, stdout);
@@ -363,7 +365,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (argc < 1)
-		return usage_error("no command given");
+		return vireo_usage_error("no command given");
 	cmd = argv[0];
 	sub = argc > 1 ? argv[1] : NULL;
 
@@ -377,27 +379,29 @@ int main(int argc, char **argv)
 		return cmd_status(&cli, true);
 	if (strcmp(cmd, "event") == 0 && sub && strcmp(sub, "add") == 0) {
 		if (argc != 3)
-			return usage_error("'event add' takes exactly one TEXT argument (quote it)");
+			return vireo_usage_error("'event add' takes exactly one TEXT argument (quote it)");
 		return cmd_event_add(&cli, argv[2]);
 	}
 	if (strcmp(cmd, "event") == 0 && sub && strcmp(sub, "list") == 0) {
 		n = 0;
 		if (argc == 4 && strcmp(argv[2], "--limit") == 0) {
-			if (parse_u32(argv[3], 1, 100000, &n) < 0)
-				return usage_error("--limit takes a number from 1 to 100000, not '%s'", argv[3]);
+			if (vireo_parse_u32(argv[3], 1, 100000, &n) < 0)
+				return vireo_usage_error("--limit takes a number from 1 to 100000, not '%s'", argv[3]);
 		} else if (argc != 2) {
-			return usage_error("'event list' takes only --limit N");
+			return vireo_usage_error("'event list' takes only --limit N");
 		}
 		return cmd_event_list(&cli, n);
 	}
 	if (strcmp(cmd, "cluster") == 0 && sub && strcmp(sub, "bench") == 0) {
 		if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--payload") == 0))
-			return usage_error("'cluster bench' takes COUNT and optionally --payload BYTES");
-		if (parse_u32(argv[2], 1, 1000000, &n) < 0)
-			return usage_error("COUNT must be a number from 1 to 1000000, not '%s'", argv[2]);
-		if (argc == 5 && parse_u32(argv[4], 0, 4096, &payload) < 0)
-			return usage_error("--payload takes 0 to 4096 bytes, not '%s'", argv[4]);
+			return vireo_usage_error("'cluster bench' takes COUNT and optionally --payload BYTES");
+		if (vireo_parse_u32(argv[2], 1, 1000000, &n) < 0)
+			return vireo_usage_error("COUNT must be a number from 1 to 1000000, not '%s'", argv[2]);
+		if (argc == 5 && vireo_parse_u32(argv[4], 0, 4096, &payload) < 0)
+			return vireo_usage_error("--payload takes 0 to 4096 bytes, not '%s'", argv[4]);
 		return cmd_bench(&cli, n, payload);
 	}
-	return usage_error("unknown command or wrong arguments: '%s'", cmd);
+	if (strcmp(cmd, "vm") == 0)
+		return vireo_vm_main(&cli, argc, argv);
+	return vireo_usage_error("unknown command or wrong arguments: '%s'", cmd);
 }
