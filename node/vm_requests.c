@@ -123,13 +123,6 @@ static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
 	return true;
 }
 
-static const char *node_name(const cluster_state *cs, uint32_t id)
-{
-	const Vireo__NodeInfo *n = cluster_state_node(cs, id);
-
-	return n ? n->name : "an unknown node";
-}
-
 /* The states in which a guest may exist somewhere (vm.c's is_active()). */
 static bool vm_active(const Vireo__Vm *vm)
 {
@@ -225,6 +218,12 @@ static bool propose_desired(struct node_daemon *d, struct node_vm_waiter *w, boo
 	return propose_for(d, w, &op, after);
 }
 
+/* create --start answers that the VM exists even when it cannot start. */
+static const char *created(const struct node_vm_waiter *w)
+{
+	return w->job == JOB_CREATE ? "was created but " : "";
+}
+
 /* Looks at the VM the waiter follows. Returns true when the waiter is
  * done: it has answered. */
 static bool settle(struct node_daemon *d, struct node_vm_waiter *w)
@@ -274,14 +273,15 @@ static bool settle(struct node_daemon *d, struct node_vm_waiter *w)
 	}
 	if (s == VIREO__VM_STATE__VM_ERROR) {
 		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
-			 "VM %s failed to start on %s: %s", w->name, node_name(cs, vm->owner),
+			 "VM %s %sfailed to start: %s", w->name, created(w),
 			 vm->message[0] ? vm->message : "its node reported an error");
 		return true;
 	}
 	if (vm_waits_for_room(vm)) {
 		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
-			 "VM %s cannot start now: %s; it stays pending and starts as soon as a node "
-			 "has room (vireo vm stop %s cancels that)", w->name, vm->message, w->name);
+			 "VM %s %scannot start now: %s; it stays pending and starts as soon as a "
+			 "node has room (vireo vm stop %s cancels that)", w->name, created(w),
+			 vm->message, w->name);
 		return true;
 	}
 	return false;
@@ -392,8 +392,8 @@ static void expire_one(struct node_daemon *d, struct node_vm_waiter *w, const ch
 		return;
 	}
 	reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
-		 "VM %s did not %s within %u s (it is %s now); the outcome is unknown, check "
-		 "vireo vm show %s", w->name, w->phase == PHASE_RUNNING ? "start" : "stop",
+		 "VM %s %sdid not %s within %u s (it is %s now); the outcome is unknown, check "
+		 "vireo vm show %s", w->name, created(w), w->phase == PHASE_RUNNING ? "start" : "stop",
 		 w->wait_s, now, w->name);
 }
 
@@ -665,7 +665,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	    strlen(in->name) + suffix > CLUSTER_NAME_MAX) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "VM name %s is too long for its disks, which are named NAME-diskN: "
-				       "a VM with %zu disks has a name of at most %zu characters",
+				       "with %zu disk(s) a VM's name has at most %zu characters",
 				       in->name, in->n_disks, CLUSTER_NAME_MAX - suffix);
 		return;
 	}

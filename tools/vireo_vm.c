@@ -183,7 +183,7 @@ static void print_vm_line(const Vireo__VmListReply *lr, const Vireo__Vm *vm, con
 	if (vm->message[0])
 		printf(" (%s)", vm->message);
 	if (note && note[0])
-		printf("; %s", note);
+		printf(" (%s)", note);
 	putchar('\n');
 }
 
@@ -228,7 +228,7 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	if (vm->message[0])
 		printf("%-12s %s\n", "message:", vm->message);
 	printf("%-12s %u\n", "vcpus:", sp->vcpus);
-	printf("%-12s %s (%" PRIu64 " MiB)\n", "memory:", mem, sp->memory_mib);
+	printf("%-12s %" PRIu64 " MiB\n", "memory:", sp->memory_mib);
 	printf("%-12s %s\n", "ha:", sp->ha ? "yes" : "no");
 	printf("%-12s %d\n", "priority:", sp->priority);
 	printf("%-12s %s\n", "pinned to:", sp->pinned_node ? owner_name(lr, sp->pinned_node) :
@@ -242,7 +242,7 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	} else {
 		printf("%-12s disk %s\n", "boot:", sp->boot_disk);
 	}
-	printf("%-12s %s\n", "disks:", sp->n_disks ? "" : "none");
+	printf("%s\n", sp->n_disks ? "disks:" : "disks:       none");
 	for (size_t i = 0; i < sp->n_disks; i++) {
 		format_mib(sp->disks[i]->size_mib, mem, sizeof(mem));
 		printf("  %-24s %7s %-6s %s\n", sp->disks[i]->image, mem, sp->disks[i]->format,
