@@ -203,10 +203,20 @@ static int apply_desired(cluster_state *st, const Vireo__Op *op)
 
 	if (!vm)
 		return -ENOENT;
+	/* A forced stop overtakes a graceful one that is under way. */
+	if (!d->running && !vm->want_running && d->force && !vm->force_stop &&
+	    vm->state == VIREO__VM_STATE__VM_STOPPING) {
+		vm->force_stop = true;
+		return 0;
+	}
 	if (vm->want_running == d->running)
 		return -EALREADY;
 	vm->want_running = d->running;
 	vm->force_stop = !d->running && d->force;
+	if (d->running && vm->state == VIREO__VM_STATE__VM_STOPPING)
+		/* The old guest may still run: it stops first, and its owner's
+		 * report turns the VM pending (apply_report). */
+		return set_message(vm, "stopping before it starts again");
 	if (d->running) {
 		vm->restarts = 0;
 		set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);

@@ -64,6 +64,14 @@ void node_cluster_stop(struct node_daemon *d);
 int node_persist_now(struct node_daemon *d);
 
 /* requests.c: what each IPC request does. */
+#define NODE_NOT_QUORATE_MSG "this node is not in the quorate partition; it changes nothing " \
+	"until it rejoins the majority (see vireo status)"
+#define NODE_NOT_CONNECTED_MSG "vireod on this node is not connected to corosync; it changes " \
+	"nothing until corosync is back (see vireo status)"
+#define NODE_NEVER_CONNECTED_MSG "vireod on this node has not reached corosync since it started; " \
+	"check that corosync runs here (corosync-quorumtool -s) and see vireod's log"
+/* Whether this node may propose now; if not, answers the call (NOT_QUORATE). */
+bool node_may_propose(struct node_daemon *d, struct node_ipc_call *call);
 void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req);
 void node_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 void node_requests_expire(struct node_daemon *d, bool all, const char *why);

@@ -11,12 +11,6 @@
 #include "cluster/vm.h"
 #include "node/daemon.h"
 
-#define NOT_QUORATE_MSG "this node is not in the quorate partition; it changes nothing " \
-	"until it rejoins the majority (see vireo status)"
-#define NOT_CONNECTED_MSG "vireod on this node is not connected to corosync; it changes " \
-	"nothing until corosync is back (see vireo status)"
-#define NEVER_CONNECTED_MSG "vireod on this node has not reached corosync since it started; " \
-	"check that corosync runs here (corosync-quorumtool -s) and see vireod's log"
 #define BENCH_MAX_OPS 1000000u
 #define BENCH_MAX_PAYLOAD 4096u
 
@@ -59,7 +53,7 @@ static void handle_status(struct node_daemon *d, struct node_ipc_call *call)
 	char mine[2 * CLUSTER_DIGEST_LEN + 1];
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -103,7 +97,7 @@ static void handle_events(struct node_daemon *d, struct node_ipc_call *call, uin
 	size_t n;
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -115,19 +109,18 @@ static void handle_events(struct node_daemon *d, struct node_ipc_call *call, uin
 	node_ipc_reply(call, &resp);
 }
 
-/* Checks that this node may propose; answers the call when it may not. */
-static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
+bool node_may_propose(struct node_daemon *d, struct node_ipc_call *call)
 {
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return false;
 	}
 	if (!cluster_engine_connected(d->engine)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NOT_CONNECTED_MSG);
 		return false;
 	}
 	if (!cluster_engine_quorate(d->engine)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_QUORATE_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NOT_QUORATE_MSG);
 		return false;
 	}
 	return true;
@@ -169,7 +162,7 @@ static void handle_note(struct node_daemon *d, struct node_ipc_call *call, const
 				       "an event text must have 1 to %d characters", CLUSTER_TEXT_MAX);
 		return;
 	}
-	if (!may_propose(d, call))
+	if (!node_may_propose(d, call))
 		return;
 	note.text = (char *)text;
 	op.body_case = VIREO__OP__BODY_EVENT_NOTE;
@@ -200,7 +193,7 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 				       BENCH_MAX_OPS, BENCH_MAX_PAYLOAD);
 		return;
 	}
-	if (!may_propose(d, call))
+	if (!node_may_propose(d, call))
 		return;
 	first_version = cluster_engine_state(d->engine)->version;
 	memset(payload, 0xa5, b->payload_bytes);

@@ -28,12 +28,6 @@
 #include "node/daemon.h"
 #include "sharedstore/images.h"
 
-#define NOT_QUORATE_MSG "this node is not in the quorate partition; it changes nothing " \
-	"until it rejoins the majority (see vireo status)"
-#define NOT_CONNECTED_MSG "vireod on this node is not connected to corosync; it changes " \
-	"nothing until corosync is back (see vireo status)"
-#define NEVER_CONNECTED_MSG "vireod on this node has not reached corosync since it started; " \
-	"check that corosync runs here (corosync-quorumtool -s) and see vireod's log"
 /* What apply_desired() says while the manager has not decided yet. */
 #define PLACING_MSG "waiting for the manager to place it"
 #define CONSOLE_MAX_BYTES (64u * 1024u)
@@ -103,24 +97,6 @@ static void reply_vm(struct node_daemon *d, struct node_ipc_call *call, Vireo__O
 		resp.vm_list = &lr;
 	}
 	node_ipc_reply(call, &resp);
-}
-
-/* Checks that this node may propose; answers the call when it may not. */
-static bool may_propose(struct node_daemon *d, struct node_ipc_call *call)
-{
-	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
-		return false;
-	}
-	if (!cluster_engine_connected(d->engine)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_CONNECTED_MSG);
-		return false;
-	}
-	if (!cluster_engine_quorate(d->engine)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NOT_QUORATE_MSG);
-		return false;
-	}
-	return true;
 }
 
 /* The states in which a guest may exist somewhere (vm.c's is_active()). */
@@ -641,7 +617,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 		return;
 	}
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -723,7 +699,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 		return;
 	if (spec.boot_disk[0] && !fill_boot_disk(d, call, cs, &disks[0], spec.boot_disk))
 		return;
-	if (!owned_disks_free(d, call, &spec) || !may_propose(d, call))
+	if (!owned_disks_free(d, call, &spec) || !node_may_propose(d, call))
 		return;
 	if (!make_disks(d, call, &spec, &images, &n_images))
 		return;
@@ -763,7 +739,7 @@ static void handle_start(struct node_daemon *d, struct node_ipc_call *call, cons
 		reply_vm(d, call, VIREO__OUTCOME__OUTCOME_OK, name, "already running");
 		return;
 	}
-	if (!may_propose(d, call) || !(w = waiter_new(d, call, job, name)))
+	if (!node_may_propose(d, call) || !(w = waiter_new(d, call, job, name)))
 		return;
 	if (!vm->want_running && vm->state == VIREO__VM_STATE__VM_STOPPING) {
 		/* Stopping already: let it finish, then start it again. */
@@ -801,7 +777,7 @@ static void handle_stop(struct node_daemon *d, struct node_ipc_call *call, const
 			 name, vm->message[0] ? vm->message : "its node reported an error");
 		return;
 	}
-	if (!may_propose(d, call) || !(w = waiter_new(d, call, JOB_STOP, name)))
+	if (!node_may_propose(d, call) || !(w = waiter_new(d, call, JOB_STOP, name)))
 		return;
 	/* A forced stop of a VM that is stopping gracefully: say force again. */
 	if (vm->want_running || (force && !vm->force_stop)) {
@@ -845,7 +821,7 @@ static void handle_delete(struct node_daemon *d, struct node_ipc_call *call, con
 				return;
 			}
 	}
-	if (!may_propose(d, call) || !(w = waiter_new(d, call, JOB_DELETE, name)))
+	if (!node_may_propose(d, call) || !(w = waiter_new(d, call, JOB_DELETE, name)))
 		return;
 	w->keep_disks = keep_disks;
 	if (!(w->images = calloc(vm->spec->n_disks + 1, sizeof(*w->images)))) {
@@ -877,7 +853,7 @@ static void handle_action(struct node_daemon *d, struct node_ipc_call *call,
 	const Vireo__Vm *vm;
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	if (!(vm = cluster_vm_find(cluster_engine_state(d->engine), a->name))) {
@@ -915,7 +891,7 @@ static void handle_list(struct node_daemon *d, struct node_ipc_call *call, const
 	Vireo__Vm *vm;
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	cs = cluster_engine_state(d->engine);
@@ -953,7 +929,7 @@ static void handle_console(struct node_daemon *d, struct node_ipc_call *call,
 	int fd = -1;
 
 	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NEVER_CONNECTED_MSG);
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
 	if (!cluster_vm_find(cluster_engine_state(d->engine), c->name)) {

@@ -178,6 +178,18 @@ START_TEST(lifecycle_through_operations)
 	ck_assert_int_eq(apply(st, &op, 1), 0);
 	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPING);
 	ck_assert(vm->force_stop);      /* the owner destroys instead of powering off */
+	d.running = true;               /* started again while still stopping */
+	ck_assert_int_eq(apply(st, &op, 1), 0);
+	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPING);
+	ck_assert(vm->want_running);
+	d.running = false;
+	d.force = false;
+	ck_assert_int_eq(apply(st, &op, 1), 0);
+	d.force = true;                 /* a forced stop overtakes the graceful one */
+	ck_assert(!vm->force_stop);
+	ck_assert_int_eq(apply(st, &op, 1), 0);
+	ck_assert(vm->force_stop);
+	ck_assert_int_eq(apply(st, &op, 1), -EALREADY);
 	ck_assert_int_eq(report(st, 2, "web", 1, VIREO__VM_STATE__VM_STOPPED), 0);
 	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPED);
 
