@@ -220,9 +220,14 @@ static void stop_guest(struct node_daemon *d, struct local_vm *lv, bool force)
 	struct node_vms *v = d->vms;
 	int rc;
 
-	if (lv->shutdown)
+	if (lv->shutdown && !force)
 		return;
 	if (force) {
+		/* A forced stop does not wait out a graceful one's grace. */
+		if (lv->shutdown) {
+			hv_shutdown_cancel(lv->shutdown);
+			lv->shutdown = NULL;
+		}
 		if ((rc = v->drv->destroy(v->conn, lv->name)) < 0 && rc != -ESRCH)
 			qb_log(LOG_ERR, "VM %s: cannot destroy it: %s", lv->name, strerror(-rc));
 		return;
@@ -291,6 +296,14 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 	char msg[MSG_LEN];
 	bool up = is_up(dom);
 
+	/* The guest is off: the graceful stop watching it is over. Left to
+	 * its own poll, it would see the next guest of this name (started in
+	 * this very pass) running and destroy it when its grace ran out. */
+	if (!up && lv->shutdown) {
+		hv_shutdown_cancel(lv->shutdown);
+		lv->shutdown = NULL;
+		qb_log(LOG_NOTICE, "VM %s: stopped", lv->name);
+	}
 	if (lv->generation != vm->generation) {
 		/* A new assignment: counters start over (after a vireod
 		 * restart, from what the state says). */
