@@ -26,11 +26,11 @@
 #include "cluster/timeouts.h"
 #include "cluster/vm.h"
 #include "node/daemon.h"
+#include "node/vm_requests.h"
 #include "sharedstore/images.h"
 
 /* What apply_desired() says while the manager has not decided yet. */
 #define PLACING_MSG "waiting for the manager to place it"
-#define CONSOLE_MAX_BYTES (64u * 1024u)
 /* x86 Linux's COMMAND_LINE_SIZE. */
 #define CMDLINE_MAX 2048u
 #define DISK_SUFFIX_MAX sizeof("-disk16")
@@ -115,16 +115,9 @@ static bool vm_waits_for_room(const Vireo__Vm *vm)
 
 /* ---------------------------------------------------------------- waiters */
 
-static void free_images(char **images, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(images[i]);
-	free(images);
-}
-
 static void waiter_free(struct node_vm_waiter *w)
 {
-	free_images(w->images, w->n_images);
+	node_vm_free_images(w->images, w->n_images);
 	free(w);
 }
 
@@ -406,194 +399,6 @@ static void waiter_drop(struct node_daemon *d, struct node_vm_waiter *w)
 
 /* ---------------------------------------------------------------- create */
 
-static int new_uuid(char *out, size_t len)
-{
-	FILE *f = fopen("/proc/sys/kernel/random/uuid", "re");
-	int rc = -EIO;
-
-	if (!f)
-		return -errno;
-	if (fgets(out, (int)len, f) && strlen(out) >= 36) {
-		out[36] = '\0';
-		for (char *p = out; *p; p++)
-			if (*p >= 'A' && *p <= 'F')
-				*p = (char)(*p - 'A' + 'a');
-		rc = 0;
-	}
-	fclose(f);
-	return rc;
-}
-
-/* A kernel or initrd must be a readable file here: every node is expected
- * to have the same files (the guest starts wherever the manager places it). */
-static bool boot_file_ok(struct node_daemon *d, struct node_ipc_call *call, const char *what,
-			 const char *path)
-{
-	struct stat sb;
-
-	if (path[0] != '/') {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-				       "the %s must be an absolute path, not %s", what, path);
-		return false;
-	}
-	if (stat(path, &sb) < 0) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-				       errno == ENOENT ? "%s file %s does not exist on node %s" :
-				       "%s file %s cannot be read on node %s", what, path,
-				       d->cfg.node_name);
-		return false;
-	}
-	if (!S_ISREG(sb.st_mode) || access(path, R_OK) < 0) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-				       "%s file %s on node %s is not a readable regular file", what,
-				       path, d->cfg.node_name);
-		return false;
-	}
-	return true;
-}
-
-static const Vireo__Vm *image_user(const cluster_state *cs, const char *image)
-{
-	for (size_t i = 0; i < cs->n_vms; i++)
-		for (size_t j = 0; j < cs->vms[i]->spec->n_disks; j++)
-			if (strcmp(cs->vms[i]->spec->disks[j]->image, image) == 0)
-				return cs->vms[i];
-	return NULL;
-}
-
-/* The pool must be there for a VM with disks. */
-static bool store_ready(struct node_daemon *d, struct node_ipc_call *call)
-{
-	const char *why = "";
-
-	if (!d->store) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-				       "vireod could not open the shared pool at %s on this node; see "
-				       "its log, or create the VM from another node", d->cfg.pool_dir);
-		return false;
-	}
-	if (!node_pool_ok(d, &why)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-				       "the shared pool at %s is not usable on this node: %s; fix it "
-				       "or create the VM from another node", d->cfg.pool_dir, why);
-		return false;
-	}
-	return true;
-}
-
-/* The boot image becomes disk 1, not owned: it outlives the VM. */
-static bool fill_boot_disk(struct node_daemon *d, struct node_ipc_call *call,
-			   const cluster_state *cs, Vireo__VmDisk *disk, const char *image)
-{
-	struct store_image_info info;
-	const Vireo__Vm *user;
-	int rc;
-
-	if ((rc = store_image_info(d->store, image, &info)) < 0) {
-		node_ipc_reply_outcome(call, rc == -ENOENT || rc == -EINVAL ?
-				       VIREO__OUTCOME__OUTCOME_INVALID : VIREO__OUTCOME__OUTCOME_FAILED,
-				       "%s", store_error(d->store));
-		return false;
-	}
-	if ((user = image_user(cs, image))) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-				       "image %s is a disk of VM %s already; an image belongs to one VM",
-				       image, user->spec->name);
-		return false;
-	}
-	disk->size_mib = info.virtual_bytes >> 20;
-	if (!disk->size_mib)
-		disk->size_mib = 1;
-	disk->format = (char *)store_format_name(info.format);
-	return true;
-}
-
-/* The VM's own disks must not exist yet: vireod never adopts or deletes
- * an image it did not make for this VM. */
-static bool owned_disks_free(struct node_daemon *d, struct node_ipc_call *call,
-			     const Vireo__VmSpec *spec)
-{
-	struct store_image_info info;
-	char err[256];
-	int rc;
-
-	for (size_t i = 0; i < spec->n_disks; i++) {
-		const Vireo__VmDisk *disk = spec->disks[i];
-
-		if (!disk->owned)
-			continue;
-		uint64_t bytes = disk->size_mib > (UINT64_MAX >> 20) ? UINT64_MAX : disk->size_mib << 20;
-
-		if (store_image_size_check(bytes, err, sizeof(err)) < 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "disk %zu: %s",
-					       i + 1, err);
-			return false;
-		}
-		rc = store_image_info(d->store, disk->image, &info);
-		if (rc == 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-					       "an image named %s exists already in the shared pool; "
-					       "a VM's disks are named NAME-diskN, so choose another "
-					       "VM name or remove that image", disk->image);
-			return false;
-		}
-		if (rc != -ENOENT) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "%s",
-					       store_error(d->store));
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Creates the owned disks; on failure deletes those made so far and
- * answers. The names made are handed to the waiter. */
-static bool make_disks(struct node_daemon *d, struct node_ipc_call *call, const Vireo__VmSpec *spec,
-		       char ***images, size_t *n_images)
-{
-	char **made = calloc(spec->n_disks + 1, sizeof(*made));
-	size_t n = 0;
-
-	if (!made) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
-		return false;
-	}
-	for (size_t i = 0; i < spec->n_disks; i++) {
-		const Vireo__VmDisk *disk = spec->disks[i];
-		enum store_format fmt;
-		int rc;
-
-		if (!disk->owned)
-			continue;
-		store_format_parse(disk->format, &fmt);
-		if (!(made[n] = strdup(disk->image))) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-					       "vireod is out of memory");
-			goto fail;
-		}
-		rc = store_image_create(d->store, disk->image, disk->size_mib << 20, fmt, 0);
-		if (rc < 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-					       "cannot create disk image %s: %s; nothing was changed",
-					       disk->image, store_error(d->store));
-			free(made[n]);
-			made[n] = NULL;
-			goto fail;
-		}
-		n++;
-	}
-	*images = made;
-	*n_images = n;
-	return true;
-fail:
-	for (size_t i = 0; i < n; i++)
-		if (store_image_delete(d->store, made[i]) < 0)
-			qb_log(LOG_WARNING, "cannot delete image %s after a failed create: %s",
-			       made[i], store_error(d->store));
-	free_images(made, n);
-	return false;
-}
-
 static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 			  const Vireo__VmCreateRequest *r)
 {
@@ -658,7 +463,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	spec.disks = ptrs;
 	spec.n_disks = n;
 	if (!in->uuid[0]) {
-		if (new_uuid(uuid, sizeof(uuid)) < 0) {
+		if (node_vm_new_uuid(uuid, sizeof(uuid)) < 0) {
 			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
 					       "cannot read a new uuid from /proc/sys/kernel/random/uuid");
 			return;
@@ -691,23 +496,23 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 				       "the kernel command line has at most %u characters", CMDLINE_MAX);
 		return;
 	}
-	if (spec.kernel[0] && !boot_file_ok(d, call, "kernel", spec.kernel))
+	if (spec.kernel[0] && !node_vm_boot_file_ok(d, call, "kernel", spec.kernel))
 		return;
-	if (spec.initrd[0] && !boot_file_ok(d, call, "initrd", spec.initrd))
+	if (spec.initrd[0] && !node_vm_boot_file_ok(d, call, "initrd", spec.initrd))
 		return;
-	if (spec.n_disks && !store_ready(d, call))
+	if (spec.n_disks && !node_vm_store_ready(d, call))
 		return;
-	if (spec.boot_disk[0] && !fill_boot_disk(d, call, cs, &disks[0], spec.boot_disk))
+	if (spec.boot_disk[0] && !node_vm_fill_boot_disk(d, call, cs, &disks[0], spec.boot_disk))
 		return;
-	if (!owned_disks_free(d, call, &spec) || !node_may_propose(d, call))
+	if (!node_vm_owned_disks_free(d, call, &spec) || !node_may_propose(d, call))
 		return;
-	if (!make_disks(d, call, &spec, &images, &n_images))
+	if (!node_vm_make_disks(d, call, &spec, &images, &n_images))
 		return;
 	if (!(w = waiter_new(d, call, JOB_CREATE, spec.name))) {
 		/* Unreachable in practice; the disks are not leaked to the pool. */
 		for (size_t i = 0; i < n_images; i++)
 			store_image_delete(d->store, images[i]);
-		free_images(images, n_images);
+		node_vm_free_images(images, n_images);
 		return;
 	}
 	w->images = images;
@@ -881,114 +686,6 @@ static void handle_action(struct node_daemon *d, struct node_ipc_call *call,
 	}
 }
 
-/* ---------------------------------------------------------------- reads */
-
-static void handle_list(struct node_daemon *d, struct node_ipc_call *call, const char *name)
-{
-	Vireo__Response resp = VIREO__RESPONSE__INIT;
-	Vireo__VmListReply lr = VIREO__VM_LIST_REPLY__INIT;
-	const cluster_state *cs;
-	Vireo__Vm *vm;
-
-	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
-		return;
-	}
-	cs = cluster_engine_state(d->engine);
-	if (name[0]) {
-		if (!(vm = cluster_vm_find(cs, name))) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-					       "no VM named %s; see vireo vm list", name);
-			return;
-		}
-		lr.vms = &vm;
-		lr.n_vms = 1;
-	} else {
-		lr.vms = cs->vms;
-		lr.n_vms = cs->n_vms;
-	}
-	lr.nodes = cs->nodes;
-	lr.n_nodes = cs->n_nodes;
-	resp.body_case = VIREO__RESPONSE__BODY_VM_LIST;
-	resp.vm_list = &lr;
-	node_ipc_reply(call, &resp);
-}
-
-/* The guest's serial log on the shared pool, which every node can read. */
-static void handle_console(struct node_daemon *d, struct node_ipc_call *call,
-			   const Vireo__VmConsoleRequest *c)
-{
-	Vireo__Response resp = VIREO__RESPONSE__INIT;
-	Vireo__VmConsoleReply cr = VIREO__VM_CONSOLE_REPLY__INIT;
-	uint32_t max = c->max_bytes && c->max_bytes < CONSOLE_MAX_BYTES ? c->max_bytes :
-		       CONSOLE_MAX_BYTES;
-	uint8_t *buf = NULL;
-	char path[512];
-	struct stat sb;
-	uint64_t start, len = 0;
-	int fd = -1;
-
-	if (!d->engine) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
-		return;
-	}
-	if (!cluster_vm_find(cluster_engine_state(d->engine), c->name)) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-				       "no VM named %s; see vireo vm list", c->name);
-		return;
-	}
-	snprintf(path, sizeof(path), "%s/%s.log", d->cfg.console_dir, c->name);
-	resp.body_case = VIREO__RESPONSE__BODY_VM_CONSOLE;
-	resp.vm_console = &cr;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 && errno == ENOENT) {
-		node_ipc_reply(call, &resp);     /* never started: an empty log */
-		return;
-	}
-	if (fd < 0 || fstat(fd, &sb) < 0) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-				       "cannot read the console log %s on this node: %s", path,
-				       strerror(errno));
-		goto cleanup;
-	}
-	cr.size = (uint64_t)sb.st_size;
-	if (c->offset >= 0)
-		start = (uint64_t)c->offset < cr.size ? (uint64_t)c->offset : cr.size;
-	else if (c->offset > INT64_MIN && (uint64_t)-c->offset < cr.size)
-		start = cr.size - (uint64_t)-c->offset;
-	else
-		start = 0;
-	len = cr.size - start < max ? cr.size - start : max;
-	if (!(buf = malloc(len ? len : 1))) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
-		goto cleanup;
-	}
-	for (uint64_t got = 0; got < len;) {
-		ssize_t r = pread(fd, buf + got, len - got, (off_t)(start + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-					       "cannot read the console log %s on this node: %s", path,
-					       strerror(errno));
-			goto cleanup;
-		}
-		if (r == 0) {
-			len = got;       /* truncated while we read */
-			break;
-		}
-		got += (uint64_t)r;
-	}
-	cr.data.data = buf;
-	cr.data.len = len;
-	cr.offset = start;
-	node_ipc_reply(call, &resp);
-cleanup:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-}
-
 void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Request *req)
 {
 	switch (req->body_case) {
@@ -999,10 +696,10 @@ void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vi
 		handle_action(d, call, req->vm_action);
 		break;
 	case VIREO__REQUEST__BODY_VM_LIST:
-		handle_list(d, call, req->vm_list->name);
+		node_vm_handle_list(d, call, req->vm_list->name);
 		break;
 	case VIREO__REQUEST__BODY_VM_CONSOLE:
-		handle_console(d, call, req->vm_console);
+		node_vm_handle_console(d, call, req->vm_console);
 		break;
 	default:
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
