@@ -139,22 +139,32 @@ static json_object *node_json(const Vireo__NodeStatus *n)
 	json_object_object_add(o, "cpus", json_object_new_int64(n->cpus));
 	json_object_object_add(o, "memory_mib", json_object_new_int64((int64_t)n->memory_mib));
 	json_object_object_add(o, "vireod_version", json_object_new_string(n->vireod_version));
+	json_object_object_add(o, "pool_ok", json_object_new_boolean(n->pool_ok));
+	json_object_object_add(o, "pool_message", json_object_new_string(n->pool_message));
+	json_object_object_add(o, "accel", n->accel[0] ? json_object_new_string(n->accel) : NULL);
+	json_object_object_add(o, "vms", json_object_new_int64(n->vms));
+	json_object_object_add(o, "vm_memory_mib", json_object_new_int64((int64_t)n->vm_memory_mib));
 	return o;
 }
 
 static void print_node_table(const Vireo__StatusReply *st)
 {
-	printf("%-4s %-16s %-16s %-8s %5s %9s  %s\n", "ID", "NAME", "ADDRESS", "STATE", "CPUS",
-	       "MEM(MiB)", "DIGEST@VERSION");
+	printf("%-4s %-16s %-16s %-8s %5s %9s %4s %6s %-5s  %s\n", "ID", "NAME", "ADDRESS", "STATE",
+	       "CPUS", "MEM(MiB)", "VMS", "ACCEL", "POOL", "DIGEST@VERSION");
 	for (size_t i = 0; i < st->n_nodes; i++) {
 		const Vireo__NodeStatus *n = st->nodes[i];
 		char dg[64] = "-";
 
 		if (n->digest[0])
 			snprintf(dg, sizeof(dg), "%.12s@%" PRIu64, n->digest, n->version);
-		printf("%-4u %-16s %-16s %-8s %5u %9" PRIu64 "  %s\n", n->id, n->name, n->address,
-		       n->online ? "online" : "offline", n->cpus, n->memory_mib, dg);
+		printf("%-4u %-16s %-16s %-8s %5u %9" PRIu64 " %4u %6s %-5s  %s\n", n->id, n->name,
+		       n->address, n->online ? "online" : "offline", n->cpus, n->memory_mib, n->vms,
+		       n->accel[0] ? n->accel : "-", n->pool_ok ? "ok" : "ERROR", dg);
 	}
+	/* Why a pool is not usable does not fit a column: one line per node. */
+	for (size_t i = 0; i < st->n_nodes; i++)
+		if (!st->nodes[i]->pool_ok && st->nodes[i]->pool_message[0])
+			printf("%s: pool: %s\n", st->nodes[i]->name, st->nodes[i]->pool_message);
 }
 
 static int cmd_status(const struct cli *cli, bool nodes_only)
