@@ -159,11 +159,11 @@ static void print_node_table(const Vireo__StatusReply *st)
 			snprintf(dg, sizeof(dg), "%.12s@%" PRIu64, n->digest, n->version);
 		printf("%-4u %-16s %-16s %-8s %5u %9" PRIu64 " %4u %6s %-5s  %s\n", n->id, n->name,
 		       n->address, n->online ? "online" : "offline", n->cpus, n->memory_mib, n->vms,
-		       n->accel[0] ? n->accel : "-", n->pool_ok ? "ok" : "ERROR", dg);
+		       n->accel[0] ? n->accel : "-", !n->online ? "-" : n->pool_ok ? "ok" : "ERROR", dg);
 	}
 	/* Why a pool is not usable does not fit a column: one line per node. */
 	for (size_t i = 0; i < st->n_nodes; i++)
-		if (!st->nodes[i]->pool_ok && st->nodes[i]->pool_message[0])
+		if (st->nodes[i]->online && !st->nodes[i]->pool_ok && st->nodes[i]->pool_message[0])
 			printf("%s: pool: %s\n", st->nodes[i]->name, st->nodes[i]->pool_message);
 }
 
