@@ -38,9 +38,12 @@ static void check_timer_fired(void *data)
 	start_check(data);
 }
 
+/* Before corosync is reached, the state loaded from disk knows the pool. */
 static const char *cluster_pool_id(const struct node_daemon *d)
 {
-	return d->engine ? cluster_engine_state(d->engine)->pool_id : "";
+	if (d->engine)
+		return cluster_engine_state(d->engine)->pool_id;
+	return d->loaded_state ? d->loaded_state->pool_id : "";
 }
 
 static void schedule_check(struct node_daemon *d, uint64_t ms)
@@ -73,7 +76,7 @@ static void stop_probe(struct node_daemon *d)
 static bool is_new_pool(const struct node_daemon *d, const struct store_pool_status *st)
 {
 	return !st->ok && st->n_reasons == 1 && st->error == -ENOENT && !st->id[0] &&
-	       d->engine && !cluster_pool_id(d)[0];
+	       !cluster_pool_id(d)[0];
 }
 
 static void init_pool(struct node_daemon *d)
