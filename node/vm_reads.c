@@ -1,5 +1,6 @@
 /* vireo vm list, show and console: answered at once from this node's copy
- * of the state and from the shared pool. */
+ * of the state and from the shared pool (and the console log's removal by
+ * vm delete --purge). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -119,4 +120,16 @@ cleanup:
 	free(buf);
 	if (fd >= 0)
 		close(fd);
+}
+
+int node_vm_remove_console(struct node_daemon *d, const char *name)
+{
+	char path[512];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.log", d->cfg.console_dir, name) >=
+	    sizeof(path))
+		return -ENAMETOOLONG;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
 }

@@ -57,7 +57,7 @@ struct node_vm_waiter {
 	enum vm_phase phase;
 	enum vm_phase after;          /* the phase once our op is applied; PHASE_APPLIED: done */
 	bool then_start;              /* once stopped, propose start (restart) */
-	bool keep_disks;
+	bool purge;
 	char name[CLUSTER_NAME_MAX + 1];
 	uint64_t request_id;
 	uint64_t deadline_ms;
@@ -290,7 +290,7 @@ static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 				 "the cluster refused to delete the VM; see vireo vm show");
 			return true;
 		}
-		for (size_t i = 0; i < w->n_images && !w->keep_disks; i++) {
+		for (size_t i = 0; i < w->n_images && w->purge; i++) {
 			if (store_image_delete(d->store, w->images[i]) == 0)
 				continue;
 			qb_log(LOG_WARNING, "VM %s deleted, but not its image %s: %s", w->name,
@@ -300,14 +300,17 @@ static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 						failed ? ", " : "", w->images[i], store_error(d->store));
 			failed++;
 		}
+		if (w->purge && node_vm_remove_console(d, w->name) < 0)
+			qb_log(LOG_WARNING, "VM %s deleted, but not its console log", w->name);
 		if (failed)
 			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
 				 "VM %s is deleted, but %zu of its disk images remain in the pool: %s",
 				 w->name, failed, kept);
 		else
 			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
-				 w->keep_disks && w->n_images ? "VM %s is deleted; its disk images "
-				 "are kept" : "VM %s is deleted", w->name);
+				 !w->purge && w->n_images ? "VM %s is deleted; its disk images "
+				 "are kept (vireo vm delete --purge deletes them)" : "VM %s is deleted",
+				 w->name);
 		return true;
 	}
 	if (refused) {
@@ -596,7 +599,7 @@ static void handle_stop(struct node_daemon *d, struct node_ipc_call *call, const
 }
 
 static void handle_delete(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Vm *vm,
-			  bool keep_disks)
+			  bool purge)
 {
 	const char *name = vm->spec->name;
 	Vireo__Op op = VIREO__OP__INIT;
@@ -615,20 +618,20 @@ static void handle_delete(struct node_daemon *d, struct node_ipc_call *call, con
 				       cluster_vm_state_name(vm->state), name);
 		return;
 	}
-	if (!keep_disks) {
+	if (purge) {
 		for (size_t i = 0; i < vm->spec->n_disks; i++)
 			if (vm->spec->disks[i]->owned && !d->store) {
 				node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
 						       "vireod could not open the shared pool at %s on "
 						       "this node, so it cannot delete the VM's disks; "
-						       "delete it from another node, or with --keep-disks",
+						       "delete it from another node, or without --purge",
 						       d->cfg.pool_dir);
 				return;
 			}
 	}
 	if (!node_may_propose(d, call) || !(w = waiter_new(d, call, JOB_DELETE, name)))
 		return;
-	w->keep_disks = keep_disks;
+	w->purge = purge;
 	if (!(w->images = calloc(vm->spec->n_disks + 1, sizeof(*w->images)))) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
 		waiter_drop(d, w);
@@ -677,7 +680,7 @@ static void handle_action(struct node_daemon *d, struct node_ipc_call *call,
 		handle_stop(d, call, vm, a->force);
 		break;
 	case VIREO__VM_ACTION__VM_ACTION_DELETE:
-		handle_delete(d, call, vm, a->keep_disks);
+		handle_delete(d, call, vm, a->purge);
 		break;
 	default:
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,

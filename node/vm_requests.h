@@ -33,5 +33,7 @@ void node_vm_free_images(char **images, size_t n);
 void node_vm_handle_list(struct node_daemon *d, struct node_ipc_call *call, const char *name);
 void node_vm_handle_console(struct node_daemon *d, struct node_ipc_call *call,
 			    const Vireo__VmConsoleRequest *c);
+/* Deletes the VM's console log (a missing one is fine). 0 or -errno. */
+int node_vm_remove_console(struct node_daemon *d, const char *name);
 
 #endif

@@ -434,9 +434,9 @@ static int cmd_action(const struct cli *cli, Vireo__VmAction action, int argc, c
 		if (strcmp(argv[i], "--force") == 0 && (action == VIREO__VM_ACTION__VM_ACTION_STOP ||
 							action == VIREO__VM_ACTION__VM_ACTION_RESTART))
 			ar.force = true;
-		else if (strcmp(argv[i], "--keep-disks") == 0 &&
+		else if (strcmp(argv[i], "--purge") == 0 &&
 			 action == VIREO__VM_ACTION__VM_ACTION_DELETE)
-			ar.keep_disks = true;
+			ar.purge = true;
 		else if (argv[i][0] != '-' && !name)
 			name = argv[i];
 		else
