@@ -35,6 +35,9 @@
 
 #define NS_PER_MS 1000000ull
 #define MSG_LEN 480
+/* How long a guest found off waits for libvirt's event saying why, so that
+ * the restart (or error) message can say it. */
+#define STOP_EVENT_WAIT_MS(t) ((t) / 2u)
 
 /* What this node remembers about a VM between passes. */
 struct local_vm {
@@ -44,6 +47,7 @@ struct local_vm {
 	uint32_t restarts;            /* within the current window */
 	uint64_t window_start_ms;
 	enum hv_event_reason last_stop;   /* why the guest last stopped (events) */
+	uint64_t off_since_ms;        /* found off before its stop event, 0 = not */
 	bool start_failed;            /* this generation's start failed: reported */
 	struct hv_shutdown *shutdown; /* a stop in progress */
 	uint64_t report_request;      /* the report in flight, 0 = none */
@@ -258,6 +262,17 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 
 	if (lv->report_request)
 		return;     /* the last report first */
+	/* A pass can list the guest as off before the event saying why has
+	 * been dispatched: give it a moment. */
+	if (lv->last_stop == HV_REASON_NONE) {
+		if (!lv->off_since_ms)
+			lv->off_since_ms = now;
+		if (now - lv->off_since_ms < STOP_EVENT_WAIT_MS(d->token_ms)) {
+			schedule_pass(d, STOP_EVENT_WAIT_MS(d->token_ms) - (now - lv->off_since_ms));
+			return;
+		}
+	}
+	lv->off_since_ms = 0;
 	if (now - lv->window_start_ms > VIREO_VM_RESTART_WINDOW_MS(d->token_ms)) {
 		lv->window_start_ms = now;
 		lv->restarts = 0;
@@ -311,6 +326,8 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		lv->restarts = vm->restarts;
 		lv->window_start_ms = node_now_mono_ms();
 		lv->start_failed = false;
+		lv->last_stop = HV_REASON_NONE;     /* that of an earlier guest */
+		lv->off_since_ms = 0;
 	}
 	switch (vm->state) {
 	case VIREO__VM_STATE__VM_STARTING:
@@ -513,8 +530,17 @@ static void on_hv_event(void *ctx, const struct hv_event *ev)
 	switch (ev->type) {
 	case HV_EVENT_STOPPED:
 	case HV_EVENT_CRASHED:
-		if ((lv = local_vm(d->vms, ev->name, false)))
-			lv->last_stop = ev->type == HV_EVENT_CRASHED ? HV_REASON_CRASHED : ev->reason;
+		if ((lv = local_vm(d->vms, ev->name, false))) {
+			/* A crash event carries FAILED when QEMU itself died. */
+			lv->last_stop = ev->reason != HV_REASON_NONE ? ev->reason :
+					ev->type == HV_EVENT_CRASHED ? HV_REASON_CRASHED : HV_REASON_OTHER;
+			/* revive() waits for this event: pass now, not when its wait ends. */
+			if (lv->off_since_ms && d->vms->pass_soon) {
+				qb_loop_timer_del(d->loop, d->vms->pass_timer);
+				d->vms->pass_timer = 0;
+				d->vms->pass_soon = false;
+			}
+		}
 		qb_log(LOG_INFO, "VM %s: %s (%s)", ev->name, hv_event_name(ev->type),
 		       hv_reason_name(ev->reason));
 		break;
