@@ -57,6 +57,9 @@
 /* A guest that crashed is restarted at once; restarts closer together than
  * this window count towards vm_restart_limit, older ones are forgiven. */
 #define VIREO_VM_RESTART_WINDOW_MS(t) (60u * (t))
+/* A guest found off waits this long for libvirt's event saying why (QEMU
+ * died, the guest powered off), so that the restart or error message says it. */
+#define VIREO_VM_STOP_EVENT_WAIT_MS(t) ((t) / 2u)
 /* vireo vm start/stop/restart wait this long for the outcome: placement,
  * define and start take ~1 T, a graceful stop up to VIREO_HV_SHUTDOWN_MS
  * (30 T) before the guest is destroyed. */

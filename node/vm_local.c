@@ -35,9 +35,6 @@
 
 #define NS_PER_MS 1000000ull
 #define MSG_LEN 480
-/* How long a guest found off waits for libvirt's event saying why, so that
- * the restart (or error) message can say it. */
-#define STOP_EVENT_WAIT_MS(t) ((t) / 2u)
 
 /* What this node remembers about a VM between passes. */
 struct local_vm {
@@ -267,8 +264,8 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	if (lv->last_stop == HV_REASON_NONE) {
 		if (!lv->off_since_ms)
 			lv->off_since_ms = now;
-		if (now - lv->off_since_ms < STOP_EVENT_WAIT_MS(d->token_ms)) {
-			schedule_pass(d, STOP_EVENT_WAIT_MS(d->token_ms) - (now - lv->off_since_ms));
+		if (now - lv->off_since_ms < VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms)) {
+			schedule_pass(d, VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms) - (now - lv->off_since_ms));
 			return;
 		}
 	}
