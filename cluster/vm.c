@@ -35,6 +35,29 @@ static bool valid_uuid(const char *s)
 	return true;
 }
 
+/* A Linux interface name (IFNAMSIZ - 1) that is also a safe file name. */
+static bool valid_bridge(const char *s)
+{
+	return strlen(s) <= 15 && cluster_name_valid(s) && s[0] != '.' && s[0] != '-';
+}
+
+static bool valid_mac(const char *s)
+{
+	static const char hex[] = "0123456789abcdefABCDEF";
+
+	if (strlen(s) != 17)
+		return false;
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? s[i] != ':' : !strchr(hex, s[i]))
+			return false;
+	/* The first octet's low bit set is a multicast address; "A".."F" sit
+	 * 6 places after "a".."f" in hex[]. */
+	long digit = strchr(hex, s[1]) - hex;
+	if (digit >= 16)
+		digit -= 6;
+	return !(digit & 1);
+}
+
 int cluster_vm_spec_check(const cluster_state *st, const Vireo__VmSpec *spec, char *err, size_t errlen)
 {
 	uint64_t max_mem = 0;
@@ -89,6 +112,15 @@ int cluster_vm_spec_check(const cluster_state *st, const Vireo__VmSpec *spec, ch
 		    (strcmp(d->format, "qcow2") && strcmp(d->format, "raw"))) {
 			snprintf(err, errlen, "disk %zu: needs an image name like a VM name, a size of at "
 				 "least 1 MiB and the format qcow2 or raw", i + 1);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < spec->n_nics; i++) {
+		const Vireo__VmNic *n = spec->nics[i];
+		if (!valid_bridge(n->bridge) || (n->mac[0] && !valid_mac(n->mac))) {
+			snprintf(err, errlen, "NIC %zu: needs a bridge name of 1-15 letters, digits, "
+				 "'-', '_' or '.' and, if given, a unicast MAC like 52:54:00:12:34:56",
+				 i + 1);
 			return -EINVAL;
 		}
 	}

@@ -31,7 +31,7 @@ static const char usage_text[] =
 	"\n"
 	"  vm create NAME --vcpus N --memory SIZE [--disk SIZE[,SIZE...]]\n"
 	"            (--kernel FILE [--initrd FILE] [--cmdline TEXT] | --boot-disk IMAGE)\n"
-	"            [--ha] [--priority P] [--node NODE] [--start]\n"
+	"            [--nic BRIDGE[=MAC]]... [--ha] [--priority P] [--node NODE] [--start]\n"
 	"                               define a VM (SIZE: 512M, 2G, 1T; a plain number is MiB)\n"
 	"  vm start NAME                start it and wait until it runs or cannot\n"
 	"  vm stop NAME [--force]       stop it (power off; --force: at once) and wait\n"

@@ -120,6 +120,7 @@ static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	const Vireo__VmSpec *sp = vm->spec;
 	json_object *o = json_object_new_object();
 	json_object *disks = json_object_new_array();
+	json_object *nics = json_object_new_array();
 
 	json_object_object_add(o, "name", json_object_new_string(sp->name));
 	json_object_object_add(o, "uuid", json_object_new_string(sp->uuid));
@@ -150,6 +151,14 @@ static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 		json_object_array_add(disks, d);
 	}
 	json_object_object_add(o, "disks", disks);
+	for (size_t i = 0; i < sp->n_nics; i++) {
+		json_object *n = json_object_new_object();
+
+		json_object_object_add(n, "bridge", json_object_new_string(sp->nics[i]->bridge));
+		json_object_object_add(n, "mac", string_or_null(sp->nics[i]->mac));
+		json_object_array_add(nics, n);
+	}
+	json_object_object_add(o, "nics", nics);
 	return o;
 }
 
@@ -246,8 +255,12 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	for (size_t i = 0; i < sp->n_disks; i++) {
 		format_mib(sp->disks[i]->size_mib, mem, sizeof(mem));
 		printf("  %-24s %7s %-6s %s\n", sp->disks[i]->image, mem, sp->disks[i]->format,
-		       sp->disks[i]->owned ? "owned (deleted with the VM)" : "shared (kept)");
+		       sp->disks[i]->owned ? "made for it (vm delete --purge deletes it)" :
+		       "boot image (kept)");
 	}
+	for (size_t i = 0; i < sp->n_nics; i++)
+		printf("%-12s bridge %s%s%s\n", i ? "" : "nics:", sp->nics[i]->bridge,
+		       sp->nics[i]->mac[0] ? ", mac " : "", sp->nics[i]->mac);
 	printf("%-12s %" PRIu64 "\n", "generation:", vm->generation);
 	printf("%-12s %u\n", "restarts:", vm->restarts);
 	if (vm->force_stop)
@@ -283,6 +296,8 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 	Vireo__VmSpec spec = VIREO__VM_SPEC__INIT;
 	Vireo__VmDisk disks[CLUSTER_VM_MAX_DISKS];
 	Vireo__VmDisk *ptrs[CLUSTER_VM_MAX_DISKS];
+	Vireo__VmNic nics[CLUSTER_VM_MAX_NICS];
+	Vireo__VmNic *nic_ptrs[CLUSTER_VM_MAX_NICS];
 	char *kernel = NULL, *initrd = NULL;
 	Vireo__Response *resp = NULL;
 	bool have_vcpus = false, have_memory = false;
@@ -296,7 +311,7 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		static const char *const with_value[] = {
 			"--vcpus", "--memory", "--disk", "--kernel", "--initrd", "--cmdline",
-			"--boot-disk", "--node", "--priority",
+			"--boot-disk", "--node", "--priority", "--nic",
 		};
 		bool takes_value = false;
 
@@ -362,6 +377,22 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 				rc = vireo_usage_error("cannot make %s an absolute path", val);
 				goto cleanup;
 			}
+		} else if (strcmp(opt, "--nic") == 0) {
+			/* BRIDGE or BRIDGE=MAC; vireod checks both. */
+			Vireo__VmNic *n = &nics[spec.n_nics];
+			char *eq;
+
+			if (spec.n_nics == CLUSTER_VM_MAX_NICS) {
+				rc = vireo_usage_error("a VM has at most %u NICs", CLUSTER_VM_MAX_NICS);
+				goto cleanup;
+			}
+			vireo__vm_nic__init(n);
+			n->bridge = argv[i + 1];
+			if ((eq = strchr(argv[i + 1], '='))) {
+				*eq = '\0';
+				n->mac = eq + 1;
+			}
+			nic_ptrs[spec.n_nics++] = n;
 		} else if (strcmp(opt, "--cmdline") == 0) {
 			spec.cmdline = (char *)val;
 		} else if (strcmp(opt, "--boot-disk") == 0) {
@@ -406,6 +437,7 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 	spec.kernel = kernel ? kernel : "";
 	spec.initrd = initrd ? initrd : "";
 	spec.disks = ptrs;
+	spec.nics = nic_ptrs;
 	cr.spec = &spec;
 	req.body_case = VIREO__REQUEST__BODY_VM_CREATE;
 	req.vm_create = &cr;

@@ -134,6 +134,34 @@ START_TEST(bad_specs_are_refused_with_reasons)
 	s->kernel = "";
 	ck_assert_int_eq(cluster_vm_spec_check(st, s, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "exactly one"));
+	{
+		static const struct { const char *bridge, *mac; int rc; } nics[] = {
+			{ "br0", "", 0 },
+			{ "br0", "52:54:00:12:34:56", 0 },
+			{ "br0", "52:54:00:AB:cd:EF", 0 },
+			{ "br0", "01:00:5e:00:00:01", -EINVAL },   /* multicast */
+			{ "br0", "0B:00:5e:00:00:01", -EINVAL },   /* multicast, upper case */
+			{ "br0", "52:54:00:12:34", -EINVAL },
+			{ "br0", "52-54-00-12-34-56", -EINVAL },
+			{ "br0", " 2:54:00:12:34:56", -EINVAL },
+			{ "", "", -EINVAL },
+			{ "a-bridge-name-16", "", -EINVAL },
+			{ "br/0", "", -EINVAL },
+		};
+		Vireo__VmNic nic = VIREO__VM_NIC__INIT, *np = &nic;
+
+		for (size_t i = 0; i < sizeof(nics) / sizeof(nics[0]); i++) {
+			s = spec(&b, "nic", 1, 256);
+			nic.bridge = (char *)nics[i].bridge;
+			nic.mac = (char *)nics[i].mac;
+			s->nics = &np;
+			s->n_nics = 1;
+			ck_assert_msg(cluster_vm_spec_check(st, s, err, sizeof(err)) == nics[i].rc,
+				      "bridge '%s' mac '%s'", nics[i].bridge, nics[i].mac);
+			s->nics = NULL;
+			s->n_nics = 0;
+		}
+	}
 
 	ck_assert_int_eq(create(st, spec(&b, "vm1", 1, 256), false), 0);
 	ck_assert_int_eq(cluster_vm_spec_check(st, spec(&b, "vm1", 2, 256), err, sizeof(err)), -EEXIST);
