@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from labtest import BUILD_DIR, LAB_TOOL, Lab, check, log, main, skip
+from labtest import BUILD_DIR, LAB_TOOL, Lab, check, log, main, skip, wait_until
 
 TOOL = os.path.join(BUILD_DIR, "tests", "store", "vireo-store-tool")
 POOL = "/var/lib/vireo/pool"
@@ -88,15 +88,21 @@ def run(lab, xml, kvm):
     log(f"domain: {'kvm' if kvm else 'qemu (TCG)'}, "
         f"{'test guest kernel' if 'kernel' in domain_xml(kvm) else 'no kernel (SeaBIOS)'}")
 
-    # -- one pool, seen alike from both hosts
-    rc, out, err = tool(lab, "n1", "check", POOL, "--lockspace")
-    check(rc == 1 and "has no pool id" in out, "a fresh lab pool should lack an id: %s %s", out, err)
-    rc, out, err = tool(lab, "n1", "init", POOL)
-    check(rc == 0, "pool init failed: %s", err)
-    pool_id = out.strip()
-    rc, out, err = tool(lab, "n2", "init", POOL)
-    check(rc == 1 and "initialised already" in err and pool_id in err,
-          "a second init must refuse and name the pool: rc=%d %s", rc, err)
+    # -- one pool, initialised once (by the first vireod that checked it),
+    # seen alike from both hosts
+    def initialised():
+        rc, out, err = tool(lab, "n1", "check", POOL, "--lockspace")
+        return rc == 0 and json.loads(out)["id"]
+    pool_id, took = wait_until("vireod initialises the fresh lab pool", initialised, 10)
+    log(f"pool {pool_id} initialised by vireod {took:.2f} s after the lab was up")
+    for node in ("n1", "n2"):
+        rc, out, err = tool(lab, node, "init", POOL)
+        check(rc == 1 and "initialised already" in err and pool_id in err,
+              "another init on %s must refuse and name the pool: rc=%d %s", node, rc, err)
+    def all_ok():
+        rc, out, err = lab.vireo("n2", "node", "list", "--json")
+        return rc == 0 and all(n["pool_ok"] for n in json.loads(out))
+    wait_until("every vireod reports the pool usable", all_ok, 10)
     for node in ("n1", "n2"):
         rc, out, err = tool(lab, node, "check", POOL, "--lockspace", "--expect", pool_id)
         st = json.loads(out)
