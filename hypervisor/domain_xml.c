@@ -151,6 +151,12 @@ static void write_domain(struct writer *x, const struct hv_vm_spec *s, enum hv_a
 	element(x, "name", s->name);
 	if (s->uuid)
 		element(x, "uuid", s->uuid);
+	start(x, "metadata");
+	if (!x->err && xmlTextWriterStartElementNS(x->w, BAD_CAST HV_VIREO_XMLNS_PREFIX,
+						   BAD_CAST "vm", BAD_CAST HV_VIREO_XMLNS) < 0)
+		x->err = -ENOMEM;
+	end(x);
+	end(x);
 	start(x, "memory");
 	attr(x, "unit", "MiB");
 	snprintf(num, sizeof(num), "%" PRIu64, s->memory_mib);

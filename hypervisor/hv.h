@@ -38,6 +38,10 @@
 #define HV_MAX_DISKS 16
 #define HV_MAX_NICS 8
 #define HV_MAX_VCPUS 1024
+/* The namespace of the metadata element that marks a domain as vireo's, so
+ * that vireo never undefines a domain someone else made on the host. */
+#define HV_VIREO_XMLNS "https://vireo.dev/xmlns/domain/1"
+#define HV_VIREO_XMLNS_PREFIX "vireo"
 
 enum hv_accel {
 	HV_ACCEL_AUTO = 0,      /* KVM if a probe guest runs under it, else TCG */
@@ -100,6 +104,7 @@ struct hv_vm_info {
 	char uuid[HV_UUID_STRLEN + 1];
 	enum hv_vm_state state;
 	bool persistent;        /* defined, not only running */
+	bool vireo;             /* defined by vireo (its metadata element) */
 	unsigned int vcpus;
 	uint64_t cpu_time_ns;
 	uint64_t memory_kib;    /* current allocation */

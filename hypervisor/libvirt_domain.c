@@ -212,6 +212,7 @@ static int lv_state(struct hv_conn *c, const char *name, enum hv_vm_state *state
 static int fill_info(virDomainPtr dom, struct hv_vm_info *info)
 {
 	virDomainInfo di;
+	char *meta;
 
 	memset(info, 0, sizeof(*info));
 	if (virDomainGetInfo(dom, &di) < 0)
@@ -224,6 +225,11 @@ static int fill_info(virDomainPtr dom, struct hv_vm_info *info)
 	info->cpu_time_ns = di.cpuTime;
 	info->memory_kib = di.memory;
 	info->max_memory_kib = di.maxMem;
+	meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, HV_VIREO_XMLNS, 0);
+	info->vireo = meta != NULL;
+	if (!meta)
+		virResetLastError();     /* no such element: not ours */
+	free(meta);
 	return 0;
 }
 

@@ -379,10 +379,15 @@ static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n
 	return NULL;
 }
 
-/* VMs that left the state (deleted): their definitions go too. Guests of
- * other VMs running here are only logged: whose they are is the manager's
- * call (a VM running twice is prevented by its disk leases). */
-static void sweep(struct node_daemon *d, const struct hv_vm_info *doms, size_t n)
+/* VMs that left the state (deleted): their guests stop and their
+ * definitions go. Only vireo's own definitions (the metadata element
+ * domain_xml.c writes) are touched, so a definition left behind while this
+ * vireod was down goes too, and a domain someone else made on the host is
+ * left alone. Guests of other VMs running here are only logged: whose they
+ * are is the manager's call (a VM running twice is prevented by its disk
+ * leases). */
+static void sweep(struct node_daemon *d, const cluster_state *st, const struct hv_vm_info *doms,
+		  size_t n)
 {
 	struct node_vms *v = d->vms;
 	struct local_vm *lv = v->vms, *next;
@@ -399,10 +404,15 @@ static void sweep(struct node_daemon *d, const struct hv_vm_info *doms, size_t n
 			stop_guest(d, lv, true);
 			continue;
 		}
-		if (dom && v->drv->undefine(v->conn, lv->name) == 0)
-			qb_log(LOG_NOTICE, "VM %s: deleted from the cluster; its definition here "
-			       "is removed", lv->name);
 		forget(v, lv);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!doms[i].vireo || !doms[i].persistent || is_up(&doms[i]) ||
+		    cluster_vm_find(st, doms[i].name))
+			continue;
+		if (v->drv->undefine(v->conn, doms[i].name) == 0)
+			qb_log(LOG_NOTICE, "VM %s is not in the cluster (deleted); its definition "
+			       "here is removed", doms[i].name);
 	}
 }
 
@@ -439,7 +449,7 @@ static void pass(struct node_daemon *d)
 			qb_log(LOG_WARNING, "VM %s runs here but belongs to node %u", vm->spec->name,
 			       vm->owner);
 	}
-	sweep(d, doms, n);
+	sweep(d, st, doms, n);
 	free(doms);
 }
 

@@ -9,7 +9,9 @@
     and vireo can still stop it;
   * its QEMU is killed more often than vm_restart_limit (3) allows within the
     window: the VM is 'error' with a message saying why, no guest runs, and
-    `vm start` tries again.
+    `vm start` tries again;
+  * it is deleted while vireod on its host is down: that vireod removes the
+    definition once it is back, and leaves a domain vireo did not make alone.
 """
 import time
 
@@ -118,6 +120,31 @@ def restart_limit(lab, owner_hint):
     log(f"vm start after error: running again in {took:.2f} s")
 
 
+def deleted_while_down(lab):
+    """The VM is deleted while vireod on its host is down: the definition it
+    left there goes once vireod is back; a domain vireo did not define stays."""
+    owner = vm_list(lab)[VM]["node"]
+    other = "n2" if owner == "n1" else "n1"
+    vm_cmd(lab, "stop", "--force", VM)
+    check(VM in virsh_domains(lab, owner), "%s is not defined on %s after stop", VM, owner)
+    p = lab.exec(owner, "sh", "-c", "printf '%s' \"$1\" > /tmp/foreign.xml && "
+                 "virsh define /tmp/foreign.xml", "sh", FOREIGN_XML)
+    check(p.returncode == 0, "cannot define a foreign domain on %s: %s", owner, p.stderr)
+    lab.run("stop-daemon", owner, "vireod")
+    vm_cmd(lab, "delete", VM, node=other)
+    lab.run("start-daemon", owner, "vireod")
+    _, took = wait_until(f"{owner}'s vireod removes the definition of the deleted {VM}",
+                         lambda: VM not in virsh_domains(lab, owner), 20)
+    check("foreign" in virsh_domains(lab, owner), "vireod removed a domain it did not define")
+    lab.exec(owner, "virsh", "undefine", "foreign")
+    log(f"deleted while {owner}'s vireod was down: its definition removed {took:.2f} s after "
+        f"vireod came back; a foreign domain kept")
+
+
+FOREIGN_XML = """<domain type='qemu'><name>foreign</name><memory unit='MiB'>32</memory>
+<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"""
+
+
 def test(lab: Lab):
     ensure_guest()
     t_all = time.monotonic()
@@ -133,8 +160,7 @@ def test(lab: Lab):
     vireod_restart(lab, owner, boot)
     libvirtd_restart(lab, owner, boot)
     restart_limit(lab, owner)
-    vm_cmd(lab, "stop", "--force", VM)
-    vm_cmd(lab, "delete", VM)
+    deleted_while_down(lab)
     log(f"failures test body took {time.monotonic() - t_all:.1f} s")
 
 

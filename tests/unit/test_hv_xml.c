@@ -123,6 +123,7 @@ START_TEST(test_basics)
 	xmlDocPtr doc = gen(&s, HV_ACCEL_TCG);
 
 	ck_xp(doc, "/domain/uuid", "0f3b8a2c-1d2e-4f50-8a9b-0c1d2e3f4a5b");
+	ck_assert(count(doc, "/domain/metadata/*[local-name()='vm' and namespace-uri()='" HV_VIREO_XMLNS "']") == 1);
 	ck_xp(doc, "/domain/memory", "384");
 	ck_xp(doc, "/domain/memory/@unit", "MiB");
 	ck_xp(doc, "/domain/vcpu", "2");
