@@ -63,12 +63,16 @@ static void on_state_changed(void *ctx)
 {
 	struct node_daemon *d = ctx;
 
-	node_vms_state_changed(d);
 	if (d->persist_pending)
 		return;
 	d->persist_pending = true;
 	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_PERSIST_DELAY_MS(d->token_ms) * NS_PER_MS,
 			  d, persist_timer_fired, &d->persist_timer);
+}
+
+static void on_synced(void *ctx)
+{
+	node_vms_state_changed(ctx);
 }
 
 static int on_mcast(void *ctx, const uint8_t *buf, size_t len)
@@ -163,6 +167,7 @@ static int create_engine(struct node_daemon *d)
 		.now_ms = on_now,
 		.applied = on_applied,
 		.state_changed = on_state_changed,
+		.synced = on_synced,
 	};
 	struct cluster_local_facts facts = {
 		.id = cluster_corosync_local_id(d->coro),

@@ -90,9 +90,10 @@ const char *node_pool_id(const struct node_daemon *d);
  * gives this node through the hypervisor driver and reports what happened. */
 int node_vms_start(struct node_daemon *d);
 void node_vms_stop(struct node_daemon *d);
-/* The state changed (an op applied or a snapshot adopted): reconcile soon. */
+/* A sync round ended (a snapshot may have been adopted): reconcile soon. */
 void node_vms_state_changed(struct node_daemon *d);
-/* Every applied (or rejected) op: this node's reports in flight. */
+/* Every applied (or rejected) op: a VM op means reconcile soon; this
+ * node's reports in flight complete. */
 void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 /* "kvm" or "tcg" once resolved, "" before. */
 const char *node_vms_accel(const struct node_daemon *d);

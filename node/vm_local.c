@@ -621,11 +621,31 @@ void node_vms_state_changed(struct node_daemon *d)
 	schedule_pass(d, 0);
 }
 
+/* Only VM operations change what this node must run: a pass (a libvirt
+ * list) for every applied op would cost one per no-op of a cluster bench. */
+static bool is_vm_op(const Vireo__Op *op)
+{
+	switch (op->body_case) {
+	case VIREO__OP__BODY_VM_CREATE:
+	case VIREO__OP__BODY_VM_DELETE:
+	case VIREO__OP__BODY_VM_DESIRED:
+	case VIREO__OP__BODY_VM_ASSIGN:
+	case VIREO__OP__BODY_VM_REPORT:
+		return true;
+	default:
+		return false;
+	}
+}
+
 void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 {
 	struct local_vm *lv;
 
-	if (!d->vms || op->body_case != VIREO__OP__BODY_VM_REPORT ||
+	if (!d->vms || !is_vm_op(op))
+		return;
+	if (rc == 0)
+		schedule_pass(d, 0);
+	if (op->body_case != VIREO__OP__BODY_VM_REPORT ||
 	    op->origin != cluster_engine_local_id(d->engine))
 		return;
 	lv = local_vm(d->vms, op->vm_report->name, false);
