@@ -52,16 +52,20 @@ static int set_path(char *field, size_t size, const char *key, const char *value
 static int set_vm_key(struct node_config *cfg, const char *key, const char *value,
 		      char *err, size_t errlen)
 {
-	static const struct { const char *key; size_t off; } paths[] = {
-		{ "pool_dir", offsetof(struct node_config, pool_dir) },
-		{ "console_dir", offsetof(struct node_config, console_dir) },
-		{ "accel_probe_kernel", offsetof(struct node_config, probe_kernel) },
-		{ "accel_probe_initrd", offsetof(struct node_config, probe_initrd) },
+#define PATH_FIELD(key, field) \
+	{ key, offsetof(struct node_config, field), sizeof(((struct node_config *)0)->field) }
+	static const struct { const char *key; size_t off, size; } paths[] = {
+		PATH_FIELD("pool_dir", pool_dir),
+		PATH_FIELD("console_dir", console_dir),
+		PATH_FIELD("accel_probe_kernel", probe_kernel),
+		PATH_FIELD("accel_probe_initrd", probe_initrd),
 	};
+#undef PATH_FIELD
 
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
 		if (strcmp(key, paths[i].key) == 0)
-			return set_path((char *)cfg + paths[i].off, 256, key, value, err, errlen);
+			return set_path((char *)cfg + paths[i].off, paths[i].size, key, value, err,
+					errlen);
 	if (strcmp(key, "pool_mount") == 0) {
 		if (strcmp(value, "mountpoint") && strcmp(value, "any")) {
 			snprintf(err, errlen, "pool_mount must be 'mountpoint' or 'any'");
@@ -140,15 +144,10 @@ static int set_key(struct node_config *cfg, const char *key, const char *value,
 		}
 		return set_string(cfg->node_name, sizeof(cfg->node_name), value);
 	}
-	if (strcmp(key, "state_dir") == 0 || strcmp(key, "log_file") == 0) {
-		char *field = key[0] == 's' ? cfg->state_dir : cfg->log_file;
-		if (value[0] != '/' || set_string(field, sizeof(cfg->state_dir), value) < 0) {
-			snprintf(err, errlen, "%s must be an absolute path shorter than %zu characters",
-				 key, sizeof(cfg->state_dir));
-			return -EINVAL;
-		}
-		return 0;
-	}
+	if (strcmp(key, "state_dir") == 0)
+		return set_path(cfg->state_dir, sizeof(cfg->state_dir), key, value, err, errlen);
+	if (strcmp(key, "log_file") == 0)
+		return set_path(cfg->log_file, sizeof(cfg->log_file), key, value, err, errlen);
 	if (strcmp(key, "log_level") == 0) {
 		for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
 			if (strcmp(value, levels[i].name) == 0) {
