@@ -180,10 +180,10 @@ cleanup:
 	return rc;
 }
 
-static int event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
+int cluster_event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
+int cluster_event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
 {
 	char text[CLUSTER_TEXT_MAX + 128];
 	va_list ap;
@@ -235,23 +235,23 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 		return rc;
 	if (!st->pool_id[0] && a->pool_id[0]) {
 		if ((rc = set_str(&st->pool_id, a->pool_id)) < 0 ||
-		    (rc = event_addf(st, op->time_ms, a->id, "the cluster's shared pool is %s "
+		    (rc = cluster_event_addf(st, op->time_ms, a->id, "the cluster's shared pool is %s "
 				     "(first reported by node %s)", a->pool_id, a->name)) < 0)
 			return rc;
 	}
 	n->cpus = a->cpus;
 	n->memory_mib = a->memory_mib;
 	if (!is_new && n->pool_ok != a->pool_ok && a->pool_ok)
-		rc = event_addf(st, op->time_ms, a->id, "node %s: the shared pool is usable again",
+		rc = cluster_event_addf(st, op->time_ms, a->id, "node %s: the shared pool is usable again",
 				a->name);
 	else if (!is_new && n->pool_ok != a->pool_ok)
-		rc = event_addf(st, op->time_ms, a->id, "node %s: the shared pool is not usable: %s",
+		rc = cluster_event_addf(st, op->time_ms, a->id, "node %s: the shared pool is not usable: %s",
 				a->name, a->pool_message);
 	n->pool_ok = a->pool_ok;
 	if (rc < 0)
 		return rc;
 	if (is_new)
-		return event_addf(st, op->time_ms, a->id, "node %s (id %u, %s) joined the cluster",
+		return cluster_event_addf(st, op->time_ms, a->id, "node %s (id %u, %s) joined the cluster",
 				  a->name, a->id, a->address);
 	return 0;
 }
@@ -270,7 +270,7 @@ static int apply_membership(cluster_state *st, const Vireo__Op *op)
 		n->joined_at_ms = op->time_ms;
 	else
 		n->left_at_ms = op->time_ms;
-	return event_addf(st, op->time_ms, m->id, "node %s (id %u) is %s", n->name, n->id,
+	return cluster_event_addf(st, op->time_ms, m->id, "node %s (id %u) is %s", n->name, n->id,
 			  m->online ? "online" : "offline");
 }
 
@@ -284,7 +284,7 @@ static int apply_manager(cluster_state *st, const Vireo__Op *op)
 	if (st->manager == id)
 		return -EALREADY;
 	st->manager = id;
-	return event_addf(st, op->time_ms, id, "node %s (id %u) is now the manager", n->name, id);
+	return cluster_event_addf(st, op->time_ms, id, "node %s (id %u) is now the manager", n->name, id);
 }
 
 static int apply_note(cluster_state *st, const Vireo__Op *op)
@@ -307,7 +307,7 @@ static int apply_config(cluster_state *st, const Vireo__Op *op)
 	if ((rc = set_str(&st->cluster_name, name)) < 0)
 		return rc;
 	st->config_version++;
-	return event_addf(st, op->time_ms, op->origin, "cluster name set to %s", name);
+	return cluster_event_addf(st, op->time_ms, op->origin, "cluster name set to %s", name);
 }
 
 int cluster_apply(cluster_state *st, const Vireo__Op *op)
@@ -339,6 +339,11 @@ int cluster_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_ASSIGN:
 	case VIREO__OP__BODY_VM_PENDING:
 	case VIREO__OP__BODY_VM_REPORT:
+	case VIREO__OP__BODY_VM_MIGRATE:
+	case VIREO__OP__BODY_VM_MIGRATE_PROGRESS:
+	case VIREO__OP__BODY_VM_MIGRATE_CANCEL:
+	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
+	case VIREO__OP__BODY_VM_MIGRATE_END:
 		rc = cluster_vm_apply(st, op);
 		break;
 	default:
@@ -365,6 +370,11 @@ const char *cluster_op_name(const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_ASSIGN: return "vm-assign";
 	case VIREO__OP__BODY_VM_PENDING: return "vm-pending";
 	case VIREO__OP__BODY_VM_REPORT: return "vm-report";
+	case VIREO__OP__BODY_VM_MIGRATE: return "vm-migrate";
+	case VIREO__OP__BODY_VM_MIGRATE_PROGRESS: return "vm-migrate-progress";
+	case VIREO__OP__BODY_VM_MIGRATE_CANCEL: return "vm-migrate-cancel";
+	case VIREO__OP__BODY_VM_MIGRATE_COMMIT: return "vm-migrate-commit";
+	case VIREO__OP__BODY_VM_MIGRATE_END: return "vm-migrate-end";
 	default: return "unknown";
 	}
 }

@@ -48,6 +48,10 @@ bool cluster_name_valid(const char *s);
  * same result on every member. */
 int cluster_apply(cluster_state *st, const Vireo__Op *op);
 
+/* Appends a line to the bounded event log (for apply() functions). */
+int cluster_event_addf(cluster_state *st, int64_t time_ms, uint32_t node, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Human name of an op's kind, for logs. */
 const char *cluster_op_name(const Vireo__Op *op);
 

@@ -1,6 +1,7 @@
 /* VMs in the cluster state: validation, apply() for the VM operations, and
  * placement. Pure: no clock, no I/O. */
 #include "cluster/vm.h"
+#include "cluster/vm_migrate.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -141,7 +142,7 @@ int cluster_vm_spec_check(const cluster_state *st, const Vireo__VmSpec *spec, ch
 	return 0;
 }
 
-static int set_message(Vireo__Vm *vm, const char *text)
+int cluster_vm_set_message(Vireo__Vm *vm, const char *text)
 {
 	char *copy = strdup(text ? text : "");
 
@@ -153,7 +154,7 @@ static int set_message(Vireo__Vm *vm, const char *text)
 	return 0;
 }
 
-static void set_state(Vireo__Vm *vm, Vireo__VmState s, int64_t time_ms)
+void cluster_vm_set_state(Vireo__Vm *vm, Vireo__VmState s, int64_t time_ms)
 {
 	if (vm->state != s)
 		vm->state_since_ms = time_ms;
@@ -204,7 +205,7 @@ static int apply_create(cluster_state *st, const Vireo__Op *op)
 	return 0;
 }
 
-static bool is_active(Vireo__VmState s)
+bool cluster_vm_state_active(Vireo__VmState s)
 {
 	return s == VIREO__VM_STATE__VM_STARTING || s == VIREO__VM_STATE__VM_RUNNING ||
 	       s == VIREO__VM_STATE__VM_STOPPING || s == VIREO__VM_STATE__VM_MIGRATING ||
@@ -218,7 +219,7 @@ static int apply_delete(cluster_state *st, const Vireo__Op *op)
 
 	if (!vm)
 		return -ENOENT;
-	if (vm->want_running || is_active(vm->state))
+	if (vm->want_running || cluster_vm_state_active(vm->state))
 		return -EBUSY;
 	for (i = 0; st->vms[i] != vm; i++)
 		;
@@ -245,20 +246,24 @@ static int apply_desired(cluster_state *st, const Vireo__Op *op)
 		return -EALREADY;
 	vm->want_running = d->running;
 	vm->force_stop = !d->running && d->force;
+	/* A migration finishes first (or rolls back); its end turns the VM
+	 * stopping if it should no longer run (cluster_vm_migrate_apply). */
+	if (vm->state == VIREO__VM_STATE__VM_MIGRATING)
+		return cluster_vm_set_message(vm, d->running ? "" : "stopping once the migration ends");
 	if (d->running && vm->state == VIREO__VM_STATE__VM_STOPPING)
 		/* The old guest may still run: it stops first, and its owner's
 		 * report turns the VM pending (apply_report). */
-		return set_message(vm, "stopping before it starts again");
+		return cluster_vm_set_message(vm, "stopping before it starts again");
 	if (d->running) {
 		vm->restarts = 0;
-		set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);
-		return set_message(vm, "waiting for the manager to place it");
+		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);
+		return cluster_vm_set_message(vm, "waiting for the manager to place it");
 	}
 	if (vm->state == VIREO__VM_STATE__VM_PENDING || vm->state == VIREO__VM_STATE__VM_ERROR)
-		set_state(vm, VIREO__VM_STATE__VM_STOPPED, op->time_ms);
-	else if (is_active(vm->state))
-		set_state(vm, VIREO__VM_STATE__VM_STOPPING, op->time_ms);
-	return set_message(vm, "");
+		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STOPPED, op->time_ms);
+	else if (cluster_vm_state_active(vm->state))
+		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STOPPING, op->time_ms);
+	return cluster_vm_set_message(vm, "");
 }
 
 static int apply_assign(cluster_state *st, const Vireo__Op *op)
@@ -275,8 +280,8 @@ static int apply_assign(cluster_state *st, const Vireo__Op *op)
 	vm->owner = a->owner;
 	vm->generation = a->generation;
 	vm->restarts = 0;
-	set_state(vm, VIREO__VM_STATE__VM_STARTING, op->time_ms);
-	return set_message(vm, "");
+	cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STARTING, op->time_ms);
+	return cluster_vm_set_message(vm, "");
 }
 
 static int apply_pending(cluster_state *st, const Vireo__Op *op)
@@ -287,7 +292,7 @@ static int apply_pending(cluster_state *st, const Vireo__Op *op)
 		return -EINVAL;
 	if (strcmp(vm->message, op->vm_pending->reason) == 0)
 		return -EALREADY;
-	return set_message(vm, op->vm_pending->reason);
+	return cluster_vm_set_message(vm, op->vm_pending->reason);
 }
 
 static int apply_report(cluster_state *st, const Vireo__Op *op)
@@ -296,8 +301,10 @@ static int apply_report(cluster_state *st, const Vireo__Op *op)
 	Vireo__Vm *vm = cluster_vm_find(st, r->name);
 	Vireo__VmState s = r->state;
 
-	/* Only the owner of the current generation speaks for a VM. */
-	if (!vm || op->origin != vm->owner || r->generation != vm->generation)
+	/* Only the owner of the current generation speaks for a VM, and a
+	 * migrating VM is the migration's (VmMigrateEnd). */
+	if (!vm || op->origin != vm->owner || r->generation != vm->generation ||
+	    vm->state == VIREO__VM_STATE__VM_MIGRATING)
 		return -EINVAL;
 	if (s != VIREO__VM_STATE__VM_RUNNING && s != VIREO__VM_STATE__VM_STOPPED &&
 	    s != VIREO__VM_STATE__VM_ERROR && s != VIREO__VM_STATE__VM_STARTING)
@@ -308,8 +315,8 @@ static int apply_report(cluster_state *st, const Vireo__Op *op)
 	if (s == VIREO__VM_STATE__VM_STOPPED && vm->want_running)
 		s = VIREO__VM_STATE__VM_PENDING;
 	vm->restarts = r->restarts;
-	set_state(vm, s, op->time_ms);
-	return set_message(vm, r->message);
+	cluster_vm_set_state(vm, s, op->time_ms);
+	return cluster_vm_set_message(vm, r->message);
 }
 
 int cluster_vm_apply(cluster_state *st, const Vireo__Op *op)
@@ -321,6 +328,12 @@ int cluster_vm_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_ASSIGN: return apply_assign(st, op);
 	case VIREO__OP__BODY_VM_PENDING: return apply_pending(st, op);
 	case VIREO__OP__BODY_VM_REPORT: return apply_report(st, op);
+	case VIREO__OP__BODY_VM_MIGRATE:
+	case VIREO__OP__BODY_VM_MIGRATE_PROGRESS:
+	case VIREO__OP__BODY_VM_MIGRATE_CANCEL:
+	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
+	case VIREO__OP__BODY_VM_MIGRATE_END:
+		return cluster_vm_migrate_apply(st, op);
 	default: return -EINVAL;
 	}
 }
@@ -343,7 +356,11 @@ void cluster_vm_node_usage(const cluster_state *st, uint32_t node, uint64_t *mem
 	*count = 0;
 	for (size_t i = 0; i < st->n_vms; i++) {
 		const Vireo__Vm *vm = st->vms[i];
-		if (vm->owner != node || !is_active(vm->state))
+		/* A VM migrating to node holds its room there too. */
+		bool incoming = vm->migration && vm->migration->target == node &&
+				vm->state == VIREO__VM_STATE__VM_MIGRATING;
+
+		if ((vm->owner != node || !cluster_vm_state_active(vm->state)) && !incoming)
 			continue;
 		*memory_mib += vm->spec->memory_mib;
 		*vcpus += vm->spec->vcpus;
@@ -351,8 +368,8 @@ void cluster_vm_node_usage(const cluster_state *st, uint32_t node, uint64_t *mem
 	}
 }
 
-static bool fits(const cluster_state *st, const Vireo__NodeInfo *n, const Vireo__VmSpec *spec,
-		 uint32_t *count, uint64_t *free_mib)
+bool cluster_vm_fits(const cluster_state *st, const Vireo__NodeInfo *n, const Vireo__VmSpec *spec,
+		     uint32_t *count, uint64_t *free_mib)
 {
 	uint64_t mem;
 	uint32_t vcpus;
@@ -386,7 +403,7 @@ static uint32_t choose_node(const cluster_state *st, const uint32_t *online, siz
 
 		if (!n->online || !is_online(online, n_online, n->id) ||
 		    (spec->pinned_node && spec->pinned_node != n->id) ||
-		    !fits(st, n, spec, &count, &free_mib))
+		    !cluster_vm_fits(st, n, spec, &count, &free_mib))
 			continue;
 		if (!best || count < best_count || (count == best_count && free_mib > best_free)) {
 			best = n->id;

@@ -3,6 +3,7 @@
 #ifndef VIREO_CLUSTER_VM_H
 #define VIREO_CLUSTER_VM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "cluster/state.h"
@@ -37,5 +38,14 @@ void cluster_vm_node_usage(const cluster_state *st, uint32_t node, uint64_t *mem
  * -ENOMEM. online lists the nodes that may take VMs. */
 int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_t n_online,
 			  const Vireo__Vm **vm, uint32_t *node, char *reason, size_t reasonlen);
+
+/* Shared with vm_migrate.c. */
+int cluster_vm_set_message(Vireo__Vm *vm, const char *text);
+void cluster_vm_set_state(Vireo__Vm *vm, Vireo__VmState s, int64_t time_ms);
+/* A guest holds (or is about to hold) its node's resources in this state. */
+bool cluster_vm_state_active(Vireo__VmState s);
+/* Whether spec fits on n beside what n carries; *count VMs there, *free_mib left. */
+bool cluster_vm_fits(const cluster_state *st, const Vireo__NodeInfo *n, const Vireo__VmSpec *spec,
+		     uint32_t *count, uint64_t *free_mib);
 
 #endif
