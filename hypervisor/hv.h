@@ -170,12 +170,29 @@ struct hv_connect_params {
 
 struct hv_migrate_params {
 	const char *dest_uri;       /* the target host's daemon, e.g. qemu+tcp://n2/system */
-	uint32_t max_downtime_ms;   /* 0: the hypervisor's default */
+	bool live;                  /* pre-copy while the guest runs; false: the guest is
+				     * paused for the whole transfer (quick migration) */
+	/* Where the source QEMU sends its state, the target QEMU listening on
+	 * the same: e.g. unix:///run/vireo/migration/UUID.sock, which vireo
+	 * relays between the hosts (migration/stream.h). NULL: the
+	 * hypervisor's own channel (a TCP port on the target). */
+	const char *data_uri;
+	bool leave_paused;          /* the guest stays paused on the target until resumed */
+	uint32_t max_downtime_ms;   /* live: 0 = the hypervisor's default */
 	uint64_t bandwidth_mibps;   /* 0: unlimited */
 	/* The disks are on storage the target shares although libvirt cannot
 	 * tell (it trusts only NFS, cluster file systems and the like; the lab's
 	 * pool is one ext4 mounted in every host): migrate anyway. */
 	bool trust_shared_disks;
+};
+
+/* A migration under way, as the hypervisor sees it (bytes). */
+struct hv_migrate_progress {
+	bool active;
+	uint64_t elapsed_ms;
+	uint64_t data_total, data_processed, data_remaining;
+	uint64_t memory_total, memory_remaining;
+	uint64_t memory_iteration;  /* live: pre-copy passes so far */
 };
 
 /* What resolve_accel needs to boot its probe guest: the test guest, whose
@@ -221,11 +238,13 @@ struct hv_driver {
 	/* Runs (or with HV_RESTORE_PAUSED, holds paused) the VM saved in path. */
 	int (*restore)(struct hv_conn *c, const char *path, unsigned int flags);
 
-	/* Starts a live (pre-copy) migration and returns; HV_EVENT_MIGRATION_DONE
-	 * reports its end. The VM is defined on the target and undefined here
-	 * once it runs there. */
-	int (*migrate_live)(struct hv_conn *c, const char *name, const struct hv_migrate_params *p);
+	/* Starts a migration and returns; HV_EVENT_MIGRATION_DONE reports its
+	 * end. The VM is defined on the target and undefined here once it is
+	 * there. If it fails, the guest runs on here as before. */
+	int (*migrate)(struct hv_conn *c, const char *name, const struct hv_migrate_params *p);
 	int (*migrate_abort)(struct hv_conn *c, const char *name);
+	/* -ESRCH if no migration of name runs. */
+	int (*migrate_progress)(struct hv_conn *c, const char *name, struct hv_migrate_progress *out);
 
 	/* AUTO: boots a probe guest under KVM (without blocking the loop) and
 	 * answers KVM if it prints, TCG if not; KVM, TCG: answers that at once.

@@ -3,7 +3,7 @@
  *   libvirt_conn.c     connect, close callback, reconnect with backoff,
  *                      lifecycle events, error reporting
  *   libvirt_domain.c   the VM operations and the driver table
- *   libvirt_migrate.c  live migration in a worker thread
+ *   libvirt_migrate.c  migration (live or paused) in a worker thread
  *   accel.c            resolve_accel: the KVM probe guest */
 #ifndef VIREO_HYPERVISOR_LIBVIRT_INT_H
 #define VIREO_HYPERVISOR_LIBVIRT_INT_H
@@ -62,7 +62,8 @@ int hv_lv_connect(const struct hv_connect_params *p, struct hv_conn **out);
 void hv_lv_disconnect(struct hv_conn *c);
 bool hv_lv_connected(const struct hv_conn *c);
 
-int hv_lv_migrate_live(struct hv_conn *c, const char *name, const struct hv_migrate_params *p);
+int hv_lv_migrate(struct hv_conn *c, const char *name, const struct hv_migrate_params *p);
+int hv_lv_migrate_progress(struct hv_conn *c, const char *name, struct hv_migrate_progress *out);
 int hv_lv_migrate_abort(struct hv_conn *c, const char *name);
 /* Aborts and joins every migration (disconnect). */
 void hv_lv_migrations_stop(struct hv_conn *c);

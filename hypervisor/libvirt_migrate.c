@@ -1,6 +1,8 @@
-/* Live migration. libvirt's migrate call blocks until the VM runs on the
- * target (seconds to minutes), so it runs in a worker thread; the thread
- * posts its result to the main loop, which reports HV_EVENT_MIGRATION_DONE.
+/* Migration, live (pre-copy) or not (the guest paused for the whole
+ * transfer: vireo's quick migration). libvirt's migrate call blocks until
+ * the VM is on the target (seconds to minutes), so it runs in a worker
+ * thread; the thread posts its result to the main loop, which reports
+ * HV_EVENT_MIGRATION_DONE.
  * libvirt connections are thread-safe, and our event loop takes libvirt's
  * watch updates from any thread (libvirt_events.c). */
 #include <errno.h>
@@ -22,8 +24,11 @@ struct hv_migration {
 	virDomainPtr dom;
 	char name[HV_NAME_MAX + 1];
 	char *dest_uri;
+	char *data_uri;
 	uint64_t bandwidth_mibps;
 	bool unsafe;
+	bool live;
+	bool leave_paused;
 	pthread_t thread;
 	bool joined;
 	int rc;
@@ -34,6 +39,7 @@ static void migration_free(struct hv_migration *m)
 {
 	virDomainFree(m->dom);
 	free(m->dest_uri);
+	free(m->data_uri);
 	free(m);
 }
 
@@ -66,20 +72,34 @@ static void migration_done(void *data)
 	migration_free(m);
 }
 
+static const char *how(const struct hv_migration *m)
+{
+	return m->live ? "live-migrate" : "migrate";
+}
+
 static void *migration_thread(void *data)
 {
 	struct hv_migration *m = data;
-	unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
+	/* Without LIVE, libvirt pauses the guest before the transfer and
+	 * resumes it here if anything fails. */
+	unsigned int flags = VIR_MIGRATE_PEER2PEER | VIR_MIGRATE_PERSIST_DEST |
 			     VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
 	virTypedParameterPtr params = NULL;
 	int nparams = 0, maxparams = 0;
 
+	if (m->live)
+		flags |= VIR_MIGRATE_LIVE;
+	if (m->leave_paused)
+		flags |= VIR_MIGRATE_PAUSED;
 	if (m->unsafe)
 		flags |= VIR_MIGRATE_UNSAFE;
 
-	if (m->bandwidth_mibps &&
-	    virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
-				    m->bandwidth_mibps) < 0) {
+	if ((m->bandwidth_mibps &&
+	     virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
+				     m->bandwidth_mibps) < 0) ||
+	    (m->data_uri &&
+	     virTypedParamsAddString(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI,
+				     m->data_uri) < 0)) {
 		m->rc = -ENOMEM;
 	} else if (virDomainMigrateToURI3(m->dom, m->dest_uri, params, (unsigned int)nparams,
 					  flags) < 0) {
@@ -96,10 +116,11 @@ static void *migration_thread(void *data)
 		virResetLastError();
 	}
 	if (m->rc == 0)
-		snprintf(m->message, sizeof(m->message), "VM %s live-migrated to %s", m->name,
-			 m->dest_uri);
+		snprintf(m->message, sizeof(m->message), "VM %s %s to %s%s", m->name,
+			 m->live ? "live-migrated" : "migrated", m->dest_uri,
+			 m->leave_paused ? " (paused there)" : "");
 	else if (!m->message[0])
-		snprintf(m->message, sizeof(m->message), "cannot live-migrate VM %s (%s)", m->name,
+		snprintf(m->message, sizeof(m->message), "cannot %s VM %s (%s)", how(m), m->name,
 			 strerror(-m->rc));
 	virTypedParamsFree(params, nparams);
 	/* Retried because the loop must hear of it, or disconnect would wait forever. */
@@ -117,14 +138,14 @@ static struct hv_migration *find(struct hv_conn *c, const char *name)
 	return NULL;
 }
 
-int hv_lv_migrate_live(struct hv_conn *c, const char *name, const struct hv_migrate_params *p)
+int hv_lv_migrate(struct hv_conn *c, const char *name, const struct hv_migrate_params *p)
 {
 	struct hv_migration *m = NULL;
 	virDomainPtr dom = NULL;
 	int rc;
 
 	if (!p || !p->dest_uri || !p->dest_uri[0]) {
-		qb_log(LOG_ERR, "cannot live-migrate VM %s: no target URI given", name);
+		qb_log(LOG_ERR, "cannot migrate VM %s: no target URI given", name);
 		return -EINVAL;
 	}
 	if ((rc = hv_lv_lookup(c, name, HV_OP_MIGRATE, &dom)) < 0)
@@ -135,33 +156,40 @@ int hv_lv_migrate_live(struct hv_conn *c, const char *name, const struct hv_migr
 		goto cleanup;
 	}
 	if (virDomainIsActive(dom) != 1) {
-		qb_log(LOG_NOTICE, "VM %s is not running; live migration needs a running VM", name);
+		qb_log(LOG_NOTICE, "VM %s is not running; migration needs a running VM", name);
 		rc = -ESRCH;
 		goto cleanup;
 	}
-	if (p->max_downtime_ms && virDomainMigrateSetMaxDowntime(dom, p->max_downtime_ms, 0) < 0) {
+	if (p->live && p->max_downtime_ms &&
+	    virDomainMigrateSetMaxDowntime(dom, p->max_downtime_ms, 0) < 0) {
 		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
 		goto cleanup;
 	}
 	rc = -ENOMEM;
-	if (!(m = calloc(1, sizeof(*m))) || !(m->dest_uri = strdup(p->dest_uri)))
+	if (!(m = calloc(1, sizeof(*m))) || !(m->dest_uri = strdup(p->dest_uri)) ||
+	    (p->data_uri && !(m->data_uri = strdup(p->data_uri))))
 		goto cleanup;
 	m->c = c;
 	m->dom = dom;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->bandwidth_mibps = p->bandwidth_mibps;
 	m->unsafe = p->trust_shared_disks;
+	m->live = p->live;
+	m->leave_paused = p->leave_paused;
 	if ((rc = -pthread_create(&m->thread, NULL, migration_thread, m)) < 0) {
 		qb_log(LOG_ERR, "cannot start a thread to migrate VM %s: %s", name, strerror(-rc));
 		goto cleanup;
 	}
 	m->next = c->migrations;
 	c->migrations = m;
-	qb_log(LOG_NOTICE, "live-migrating VM %s to %s", name, p->dest_uri);
+	qb_log(LOG_NOTICE, "%s VM %s to %s%s%s", p->live ? "live-migrating" : "migrating", name,
+	       p->dest_uri, p->data_uri ? " through " : "", p->data_uri ? p->data_uri : "");
 	return 0;
 cleanup:
-	if (m)
+	if (m) {
 		free(m->dest_uri);
+		free(m->data_uri);
+	}
 	free(m);
 	if (dom)
 		virDomainFree(dom);
@@ -178,7 +206,37 @@ int hv_lv_migrate_abort(struct hv_conn *c, const char *name)
 	}
 	if (virDomainAbortJob(m->dom) < 0)
 		return hv_lv_fail(c, HV_OP_MIGRATE, name);
-	qb_log(LOG_NOTICE, "aborting the live migration of VM %s", name);
+	qb_log(LOG_NOTICE, "aborting the migration of VM %s", name);
+	return 0;
+}
+
+static uint64_t job_value(virTypedParameterPtr params, int n, const char *field)
+{
+	unsigned long long v = 0;
+
+	return virTypedParamsGetULLong(params, n, field, &v) == 1 ? v : 0;
+}
+
+int hv_lv_migrate_progress(struct hv_conn *c, const char *name, struct hv_migrate_progress *out)
+{
+	struct hv_migration *m = find(c, name);
+	virTypedParameterPtr params = NULL;
+	int type = VIR_DOMAIN_JOB_NONE, n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!m)
+		return -ESRCH;
+	if (virDomainGetJobStats(m->dom, &type, &params, &n, 0) < 0)
+		return hv_lv_fail(c, HV_OP_MIGRATE, name);
+	out->active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED;
+	out->elapsed_ms = job_value(params, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
+	out->data_total = job_value(params, n, VIR_DOMAIN_JOB_DATA_TOTAL);
+	out->data_processed = job_value(params, n, VIR_DOMAIN_JOB_DATA_PROCESSED);
+	out->data_remaining = job_value(params, n, VIR_DOMAIN_JOB_DATA_REMAINING);
+	out->memory_total = job_value(params, n, VIR_DOMAIN_JOB_MEMORY_TOTAL);
+	out->memory_remaining = job_value(params, n, VIR_DOMAIN_JOB_MEMORY_REMAINING);
+	out->memory_iteration = job_value(params, n, VIR_DOMAIN_JOB_MEMORY_ITERATION);
+	virTypedParamsFree(params, n);
 	return 0;
 }
 

@@ -329,6 +329,7 @@ static int cmd_migrate(struct smoke *s)
 	/* The disk is on the lab's pool: shared, but not in a way libvirt sees. */
 	struct hv_migrate_params mp = {
 		.dest_uri = s->o.dest,
+		.live = true,
 		.max_downtime_ms = 300,
 		.trust_shared_disks = true,
 	};
@@ -351,15 +352,15 @@ static int cmd_migrate(struct smoke *s)
 	resolve_accel(s, s->o.accel_set ? s->o.accel : HV_ACCEL_TCG);
 	define_vm(s);
 	start_and_boot(s);
-	CHECK(s->drv->migrate_live(s->c, s->o.name, &(struct hv_migrate_params){ .dest_uri = "" })
+	CHECK(s->drv->migrate(s->c, s->o.name, &(struct hv_migrate_params){ .dest_uri = "" })
 	      == -EINVAL, "a migration without a target was accepted");
 
 	read_serial(s->serial, &b);
 	before = s->seen[HV_EVENT_MIGRATION_DONE];
 	t0 = now_ms();
-	rc = s->drv->migrate_live(s->c, s->o.name, &mp);
+	rc = s->drv->migrate(s->c, s->o.name, &mp);
 	CHECK(rc == 0, "migrate_live: %s", strerror(-rc));
-	CHECK(s->drv->migrate_live(s->c, s->o.name, &mp) == -EBUSY, "a second migration was accepted");
+	CHECK(s->drv->migrate(s->c, s->o.name, &mp) == -EBUSY, "a second migration was accepted");
 	CHECK(wait_event(s, HV_EVENT_MIGRATION_DONE, before, 120000), "the migration never ended");
 	say("STEP migrate %" PRIu64, now_ms() - t0);
 	CHECK(migration_rc == 0, "the migration failed: %s", strerror(-migration_rc));
