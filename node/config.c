@@ -26,6 +26,10 @@ void node_config_defaults(struct node_config *cfg)
 	snprintf(cfg->probe_kernel, sizeof(cfg->probe_kernel), "/var/cache/vireo/guest/vmlinux");
 	snprintf(cfg->probe_initrd, sizeof(cfg->probe_initrd), "/var/cache/vireo/guest/initrd.img");
 	cfg->restart_limit = 3;
+	cfg->migration_port = 7410;
+	snprintf(cfg->migration_key_file, sizeof(cfg->migration_key_file), "/etc/corosync/authkey");
+	snprintf(cfg->migration_dir, sizeof(cfg->migration_dir), "/run/vireo/migration");
+	snprintf(cfg->migration_peer_uri, sizeof(cfg->migration_peer_uri), "qemu+tcp://%%s/system");
 }
 
 static int set_string(char *field, size_t size, const char *value)
@@ -48,6 +52,57 @@ static int set_path(char *field, size_t size, const char *key, const char *value
 	return 0;
 }
 
+static int set_number(uint64_t *out, const char *key, const char *value, uint64_t min,
+		      uint64_t max, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (errno || *end || end == value || value[0] == '-' || v < min || v > max) {
+		snprintf(err, errlen, "%s must be a number from %llu to %llu", key,
+			 (unsigned long long)min, (unsigned long long)max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The migration settings. -ENOENT: not one of them. */
+static int set_migration_key(struct node_config *cfg, const char *key, const char *value,
+			     char *err, size_t errlen)
+{
+	uint64_t v;
+	int rc;
+
+	if (strcmp(key, "migration_port") == 0) {
+		if ((rc = set_number(&v, key, value, 1, 65535, err, errlen)) == 0)
+			cfg->migration_port = (uint16_t)v;
+		return rc;
+	}
+	if (strcmp(key, "migration_bandwidth_mibps") == 0)
+		return set_number(&cfg->migration_bandwidth_mibps, key, value, 0, 1000000, err, errlen);
+	if (strcmp(key, "migration_max_downtime_ms") == 0) {
+		if ((rc = set_number(&v, key, value, 0, 60000, err, errlen)) == 0)
+			cfg->migration_max_downtime_ms = (uint32_t)v;
+		return rc;
+	}
+	if (strcmp(key, "migration_peer_uri") == 0) {
+		const char *pct = strchr(value, '%');
+
+		/* Exactly one %s and no other conversion: it is a format string. */
+		if (!pct || pct[1] != 's' || strchr(pct + 2, '%') ||
+		    set_string(cfg->migration_peer_uri, sizeof(cfg->migration_peer_uri), value) < 0) {
+			snprintf(err, errlen, "migration_peer_uri must be a libvirt URI with one %%s "
+				 "for the target's address, e.g. qemu+tls://%%s/system");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return -ENOENT;
+}
+
 /* The settings of VMs and storage (the cluster's are in set_key). */
 static int set_vm_key(struct node_config *cfg, const char *key, const char *value,
 		      char *err, size_t errlen)
@@ -59,6 +114,8 @@ static int set_vm_key(struct node_config *cfg, const char *key, const char *valu
 		PATH_FIELD("console_dir", console_dir),
 		PATH_FIELD("accel_probe_kernel", probe_kernel),
 		PATH_FIELD("accel_probe_initrd", probe_initrd),
+		PATH_FIELD("migration_key_file", migration_key_file),
+		PATH_FIELD("migration_dir", migration_dir),
 	};
 #undef PATH_FIELD
 
@@ -109,6 +166,10 @@ static int set_vm_key(struct node_config *cfg, const char *key, const char *valu
 		cfg->restart_limit = (uint32_t)v;
 		return 0;
 	}
+	int rc = set_migration_key(cfg, key, value, err, errlen);
+
+	if (rc != -ENOENT)
+		return rc;
 	snprintf(err, errlen, "unknown setting '%s'", key);
 	return -EINVAL;
 }

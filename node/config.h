@@ -24,6 +24,13 @@ struct node_config {
 	char probe_kernel[256];   /* the test guest that auto acceleration boots */
 	char probe_initrd[256];
 	uint32_t restart_limit;   /* local restarts of a failing guest before 'error' */
+	/* Migration (node/vm_migrate.c, migration/stream.h) */
+	uint16_t migration_port;          /* where vireod receives guests' state */
+	char migration_key_file[256];     /* the cluster's secret: corosync's authkey */
+	char migration_dir[256];          /* the unix sockets QEMU streams through */
+	char migration_peer_uri[256];     /* libvirtd of a target; %s = its address */
+	uint64_t migration_bandwidth_mibps;   /* 0 = unlimited */
+	uint32_t migration_max_downtime_ms;   /* live, when the CLI gives none; 0 = QEMU's */
 };
 
 void node_config_defaults(struct node_config *cfg);

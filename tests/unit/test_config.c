@@ -78,6 +78,35 @@ START_TEST(vm_and_storage_settings)
 }
 END_TEST
 
+START_TEST(migration_settings)
+{
+	struct node_config cfg;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse("node_name = n1\n", &cfg, err), 0);
+	ck_assert_uint_eq(cfg.migration_port, 7410);
+	ck_assert_str_eq(cfg.migration_key_file, "/etc/corosync/authkey");
+	ck_assert_str_eq(cfg.migration_peer_uri, "qemu+tcp://%s/system");
+	ck_assert_int_eq(parse("node_name = n1\nmigration_port = 9000\nmigration_dir = /m\n"
+			       "migration_peer_uri = qemu+tls://%s/system\n"
+			       "migration_bandwidth_mibps = 500\nmigration_max_downtime_ms = 80\n",
+			       &cfg, err), 0);
+	ck_assert_uint_eq(cfg.migration_port, 9000);
+	ck_assert_str_eq(cfg.migration_dir, "/m");
+	ck_assert_str_eq(cfg.migration_peer_uri, "qemu+tls://%s/system");
+	ck_assert_uint_eq(cfg.migration_bandwidth_mibps, 500);
+	ck_assert_uint_eq(cfg.migration_max_downtime_ms, 80);
+	ck_assert_int_eq(parse("node_name = n1\nmigration_port = 0\n", &cfg, err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "line 2: migration_port must be a number from 1 to 65535"));
+	ck_assert_int_eq(parse("node_name = n1\nmigration_port = -5\n", &cfg, err), -EINVAL);
+	ck_assert_int_eq(parse("node_name = n1\nmigration_peer_uri = qemu:///%d\n", &cfg, err),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "one %s"));
+	ck_assert_int_eq(parse("node_name = n1\nmigration_peer_uri = %s%s\n", &cfg, err), -EINVAL);
+	ck_assert_int_eq(parse("node_name = n1\nmigration_dir = run\n", &cfg, err), -EINVAL);
+}
+END_TEST
+
 START_TEST(missing_node_name_and_file)
 {
 	struct node_config cfg;
@@ -99,6 +128,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, good_config);
 	tcase_add_test(tc, errors_name_the_line);
 	tcase_add_test(tc, vm_and_storage_settings);
+	tcase_add_test(tc, migration_settings);
 	tcase_add_test(tc, missing_node_name_and_file);
 	suite_add_tcase(s, tc);
 	return s;
