@@ -68,4 +68,22 @@
  * STORE_POOL_CHECK_TIMEOUT_MS in sharedstore/pool.h). */
 #define VIREO_POOL_CHECK_MS(t)     (5u * (t))
 
+/* Migration (node/vm_migrate.c). The source reports progress this often. */
+#define VIREO_MIGRATION_PROGRESS_MS(t) ((t) / 4u)
+/* The source keeps trying to reach the target's vireod this long: the
+ * target may apply the VmMigrate op a moment after the source. */
+#define VIREO_MIGRATION_CONNECT_MS(t)  (5u * (t))
+/* A stream with no byte either way this long is dead (a target that
+ * vanished without a reset; a target that leaves the membership is noticed
+ * sooner, at detection). */
+#define VIREO_MIGRATION_STALL_MS(t)    (5u * (t))
+/* A new connection must say hello within this. */
+#define VIREO_MIGRATION_HANDSHAKE_MS(t) (2u * (t))
+/* The target QEMU (started by its libvirtd when the migration begins) must
+ * accept the stream within this of its first chunk. */
+#define VIREO_MIGRATION_QEMU_CONNECT_MS(t) (10u * (t))
+/* After the commit the target waits this long for the guest to appear
+ * before it declares the state lost (only after a source restart). */
+#define VIREO_MIGRATION_LANDING_MS(t)  (t)
+
 #endif

@@ -15,6 +15,11 @@ struct store;
 struct node_pool_watch;
 struct node_vms;
 struct node_vm_waiter;
+struct node_migrations;
+struct hv_driver;
+struct hv_conn;
+struct hv_vm_info;
+struct hv_event;
 
 /* A client waiting until the operations it proposed have been applied. */
 struct node_pending {
@@ -52,6 +57,7 @@ struct node_daemon {
 	struct node_pool_watch *pool;        /* pool_watch.c */
 	struct node_vms *vms;                /* vm_local.c: the local resource manager */
 	struct node_vm_waiter *vm_waiters;   /* vm_requests.c: clients waiting for a VM */
+	struct node_migrations *migrations;  /* vm_migrate.c */
 };
 
 uint64_t node_now_mono_ms(void);
@@ -97,6 +103,22 @@ void node_vms_state_changed(struct node_daemon *d);
 void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 /* "kvm" or "tcg" once resolved, "" before. */
 const char *node_vms_accel(const struct node_daemon *d);
+/* The hypervisor the local resource manager uses (vm_migrate.c shares it). */
+const struct hv_driver *node_vms_driver(const struct node_daemon *d);
+struct hv_conn *node_vms_conn(const struct node_daemon *d);
+/* A pass within ms (sooner if one is due). */
+void node_vms_pass_soon(struct node_daemon *d, uint64_t ms);
+
+/* vm_migrate.c: this node's part in migrations (source or target). */
+int node_migrations_start(struct node_daemon *d);
+void node_migrations_stop(struct node_daemon *d);
+/* From a pass: one VM in state migrating, with its guest here (or NULL). */
+void node_migration_step(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom);
+/* After a pass: forgets migrations that are over. */
+void node_migrations_sweep(struct node_daemon *d, const cluster_state *st);
+void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev);
+void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
+void node_migrations_arm_progress(struct node_daemon *d);
 
 /* cluster_link.c: the pool check or the acceleration changed; announce. */
 void node_health_changed(struct node_daemon *d);

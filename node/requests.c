@@ -236,6 +236,7 @@ void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Req
 	case VIREO__REQUEST__BODY_VM_ACTION:
 	case VIREO__REQUEST__BODY_VM_LIST:
 	case VIREO__REQUEST__BODY_VM_CONSOLE:
+	case VIREO__REQUEST__BODY_VM_MIGRATE:
 		node_vm_request(d, call, req);
 		break;
 	default:

@@ -59,6 +59,7 @@ struct node_vms {
 	bool resolving;
 	qb_loop_timer_handle pass_timer;
 	bool pass_soon;
+	uint64_t pass_due_ms;         /* when the scheduled pass runs (monotonic) */
 	qb_loop_timer_handle periodic_timer;
 	struct local_vm *vms;
 };
@@ -440,6 +441,13 @@ static void pass(struct node_daemon *d)
 		const struct hv_vm_info *dom = find_dom(doms, n, vm->spec->name);
 		struct local_vm *lv = local_vm(v, vm->spec->name, vm->owner == my_id(d) || dom);
 
+		/* A migrating VM is the migration's (vm_migrate.c), on both ends. */
+		if (vm->state == VIREO__VM_STATE__VM_MIGRATING && vm->migration) {
+			node_migration_step(d, vm, dom);
+			if (lv)
+				lv->in_state = true;
+			continue;
+		}
 		if (!lv)
 			continue;
 		lv->in_state = true;
@@ -450,6 +458,7 @@ static void pass(struct node_daemon *d)
 			       vm->owner);
 	}
 	sweep(d, st, doms, n);
+	node_migrations_sweep(d, st);
 	free(doms);
 }
 
@@ -466,9 +475,15 @@ static void schedule_pass(struct node_daemon *d, uint64_t ms)
 {
 	struct node_vms *v = d->vms;
 
-	if (!v || v->pass_soon)
+	uint64_t due = node_now_mono_ms() + ms;
+
+	if (!v || (v->pass_soon && v->pass_due_ms <= due))
 		return;
+	/* A sooner pass replaces a later one. */
+	if (v->pass_soon)
+		qb_loop_timer_del(d->loop, v->pass_timer);
 	v->pass_soon = true;
+	v->pass_due_ms = due;
 	qb_loop_timer_add(d->loop, QB_LOOP_MED, ms * NS_PER_MS, d, pass_fired, &v->pass_timer);
 }
 
@@ -561,6 +576,7 @@ static void on_hv_event(void *ctx, const struct hv_event *ev)
 	default:
 		break;
 	}
+	node_migrations_hv_event(d, ev);
 	schedule_pass(d, 0);
 }
 
@@ -631,6 +647,10 @@ static bool is_vm_op(const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_DESIRED:
 	case VIREO__OP__BODY_VM_ASSIGN:
 	case VIREO__OP__BODY_VM_REPORT:
+	case VIREO__OP__BODY_VM_MIGRATE:
+	case VIREO__OP__BODY_VM_MIGRATE_CANCEL:
+	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
+	case VIREO__OP__BODY_VM_MIGRATE_END:
 		return true;
 	default:
 		return false;
@@ -641,7 +661,10 @@ void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 {
 	struct local_vm *lv;
 
-	if (!d->vms || !is_vm_op(op))
+	if (!d->vms)
+		return;
+	node_migrations_applied(d, op, rc);
+	if (!is_vm_op(op))
 		return;
 	if (rc == 0)
 		schedule_pass(d, 0);
@@ -661,4 +684,19 @@ void node_vms_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 const char *node_vms_accel(const struct node_daemon *d)
 {
 	return d->vms ? d->vms->accel : "";
+}
+
+const struct hv_driver *node_vms_driver(const struct node_daemon *d)
+{
+	return d->vms->drv;
+}
+
+struct hv_conn *node_vms_conn(const struct node_daemon *d)
+{
+	return d->vms->conn;
+}
+
+void node_vms_pass_soon(struct node_daemon *d, uint64_t ms)
+{
+	schedule_pass(d, ms);
 }

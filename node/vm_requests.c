@@ -48,6 +48,7 @@ enum vm_job {
 	JOB_STOP,
 	JOB_RESTART,
 	JOB_DELETE,
+	JOB_OP,           /* one op; answered once applied (migrate, cancel) */
 };
 
 struct node_vm_waiter {
@@ -400,6 +401,23 @@ static void waiter_drop(struct node_daemon *d, struct node_vm_waiter *w)
 	waiter_free(w);
 }
 
+void node_vm_propose_and_reply(struct node_daemon *d, struct node_ipc_call *call, const char *name,
+			       Vireo__Op *op)
+{
+	struct node_vm_waiter *w;
+
+	if (!node_may_propose(d, call) || !(w = waiter_new(d, call, JOB_OP, name)))
+		return;
+	if (!propose_for(d, w, op, PHASE_APPLIED))
+		waiter_drop(d, w);
+}
+
+void node_vm_reply(struct node_daemon *d, struct node_ipc_call *call, Vireo__Outcome outcome,
+		   const char *name, const char *message)
+{
+	reply_vm(d, call, outcome, name, "%s", message);
+}
+
 /* ---------------------------------------------------------------- create */
 
 static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
@@ -703,6 +721,9 @@ void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vi
 		break;
 	case VIREO__REQUEST__BODY_VM_CONSOLE:
 		node_vm_handle_console(d, call, req->vm_console);
+		break;
+	case VIREO__REQUEST__BODY_VM_MIGRATE:
+		node_vm_handle_migrate(d, call, req->vm_migrate);
 		break;
 	default:
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,

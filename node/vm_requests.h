@@ -36,4 +36,16 @@ void node_vm_handle_console(struct node_daemon *d, struct node_ipc_call *call,
 /* Deletes the VM's console log (a missing one is fine). 0 or -errno. */
 int node_vm_remove_console(struct node_daemon *d, const char *name);
 
+/* vm_requests.c, for the other request files: proposes op and answers
+ * with the VM once it is applied here (or refused). */
+void node_vm_propose_and_reply(struct node_daemon *d, struct node_ipc_call *call, const char *name,
+			       Vireo__Op *op);
+/* Answers with the VM as it is now and message. */
+void node_vm_reply(struct node_daemon *d, struct node_ipc_call *call, Vireo__Outcome outcome,
+		   const char *name, const char *message);
+
+/* vm_migrate_requests.c: vireo vm migrate [--cancel]. */
+void node_vm_handle_migrate(struct node_daemon *d, struct node_ipc_call *call,
+			    const Vireo__VmMigrateRequest *r);
+
 #endif

@@ -40,4 +40,7 @@ int vireo_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 /* vireo_vm.c: "vireo vm ..."; argv[0] is "vm". */
 int vireo_vm_main(const struct cli *cli, int argc, char **argv);
 
+/* vireo_migrate.c: "vireo vm migrate ..."; argv[0] is "vm". */
+int vireo_vm_migrate(const struct cli *cli, int argc, char **argv);
+
 #endif

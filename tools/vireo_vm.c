@@ -115,6 +115,55 @@ static json_object *string_or_null(const char *s)
 	return s[0] ? json_object_new_string(s) : NULL;
 }
 
+static const char *kind_name(Vireo__MigrationKind k)
+{
+	return k == VIREO__MIGRATION_KIND__MIGRATION_LIVE ? "live" : "quick";
+}
+
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+static json_object *migration_json(const Vireo__VmListReply *lr, const Vireo__VmMigration *m)
+{
+	static const char *phases[] = { "preparing", "streaming", "committed" };
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "id", m->id);
+	json_object_object_add(o, "kind", json_object_new_string(kind_name(m->kind)));
+	json_object_object_add(o, "source", node_name_json(lr, m->source));
+	json_object_object_add(o, "target", node_name_json(lr, m->target));
+	json_object_object_add(o, "phase", json_object_new_string(
+		(unsigned)m->phase < 3 ? phases[m->phase] : "unknown"));
+	json_object_object_add(o, "cancel", json_object_new_boolean(m->cancel));
+	add_u64(o, "bytes_raw", m->bytes_raw);
+	add_u64(o, "bytes_sent", m->bytes_sent);
+	add_u64(o, "memory_total", m->memory_total);
+	add_u64(o, "memory_remaining", m->memory_remaining);
+	add_u64(o, "rate_mibps", m->rate_mibps);
+	json_object_object_add(o, "started_ms", json_object_new_int64(m->started_ms));
+	return o;
+}
+
+static json_object *result_json(const Vireo__VmListReply *lr, const Vireo__MigrationResult *r)
+{
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "id", r->id);
+	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
+	json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
+	json_object_object_add(o, "source", node_name_json(lr, r->source));
+	json_object_object_add(o, "target", node_name_json(lr, r->target));
+	add_u64(o, "downtime_ms", r->downtime_ms);
+	add_u64(o, "total_ms", r->total_ms);
+	add_u64(o, "bytes_raw", r->bytes_raw);
+	add_u64(o, "bytes_sent", r->bytes_sent);
+	json_object_object_add(o, "ended_ms", json_object_new_int64(r->ended_ms));
+	json_object_object_add(o, "message", json_object_new_string(r->message));
+	return o;
+}
+
 static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 {
 	const Vireo__VmSpec *sp = vm->spec;
@@ -159,6 +208,9 @@ static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 		json_object_array_add(nics, n);
 	}
 	json_object_object_add(o, "nics", nics);
+	json_object_object_add(o, "migration", vm->migration ? migration_json(lr, vm->migration) : NULL);
+	json_object_object_add(o, "last_migration", vm->last_migration ?
+			       result_json(lr, vm->last_migration) : NULL);
 	return o;
 }
 
@@ -263,6 +315,22 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 		       sp->nics[i]->mac[0] ? ", mac " : "", sp->nics[i]->mac);
 	printf("%-12s %" PRIu64 "\n", "generation:", vm->generation);
 	printf("%-12s %u\n", "restarts:", vm->restarts);
+	if (vm->migration)
+		printf("%-12s %s to %s, %s, %.1f MiB of state sent as %.1f MiB%s\n", "migrating:",
+		       kind_name(vm->migration->kind), owner_name(lr, vm->migration->target),
+		       vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED ? "committed" :
+		       vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_STREAMING ? "streaming" :
+		       "preparing", (double)vm->migration->bytes_raw / 1048576.0,
+		       (double)vm->migration->bytes_sent / 1048576.0,
+		       vm->migration->cancel ? " (cancel requested)" : "");
+	if (vm->last_migration)
+		printf("%-12s %s %s -> %s: %s (downtime %" PRIu64 " ms, total %" PRIu64 " ms)%s%s\n",
+		       "migrated:", kind_name(vm->last_migration->kind),
+		       owner_name(lr, vm->last_migration->source),
+		       owner_name(lr, vm->last_migration->target),
+		       vm->last_migration->ok ? "ok" : "failed", vm->last_migration->downtime_ms,
+		       vm->last_migration->total_ms, vm->last_migration->message[0] ? ": " : "",
+		       vm->last_migration->message);
 	if (vm->force_stop)
 		printf("%-12s yes\n", "force stop:");
 }
@@ -622,7 +690,7 @@ int vireo_vm_main(const struct cli *cli, int argc, char **argv)
 
 	if (!sub)
 		return vireo_usage_error("'vm' needs a command: create, start, stop, restart, delete, "
-					 "list, show or console");
+					 "migrate, list, show or console");
 	if (strcmp(sub, "create") == 0)
 		return cmd_create(cli, argc, argv);
 	if (strcmp(sub, "start") == 0)
@@ -633,6 +701,8 @@ int vireo_vm_main(const struct cli *cli, int argc, char **argv)
 		return cmd_action(cli, VIREO__VM_ACTION__VM_ACTION_RESTART, argc, argv);
 	if (strcmp(sub, "delete") == 0)
 		return cmd_action(cli, VIREO__VM_ACTION__VM_ACTION_DELETE, argc, argv);
+	if (strcmp(sub, "migrate") == 0)
+		return vireo_vm_migrate(cli, argc, argv);
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 2)
 			return vireo_usage_error("'vm list' takes no arguments");

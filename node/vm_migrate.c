@@ -1,0 +1,744 @@
+/* Migration on this node: the source's and the target's part of moving a
+ * running guest (quick or live), driven by the cluster state like the rest
+ * of the local resource manager (vm_local.c calls node_migration_step for
+ * every migrating VM on each pass).
+ *
+ * Source (the VM's owner, migration.source == this node):
+ *   1. opens a stream session (migration/stream.h) whose unix socket the
+ *      source QEMU will write to, and asks libvirt to migrate the guest to
+ *      the target's libvirtd through that socket, leaving it paused there;
+ *      quick: libvirt pauses the guest first; live: pre-copy, then pause;
+ *   2. reports progress (VmMigrateProgress) every VIREO_MIGRATION_PROGRESS_MS;
+ *   3. libvirt done: success → VmMigrateCommit (ownership to the target);
+ *      failure, cancel, target offline → the guest runs here again (libvirt
+ *      resumes it; this makes sure) → VmMigrateEnd(ok = false).
+ * Target (migration.target == this node):
+ *   1. tells the stream listener to expect the session; it relays the
+ *      stream into the target QEMU's socket, which its libvirtd created;
+ *   2. after the commit it owns the VM: resumes the paused guest (taking its
+ *      disk leases) → VmMigrateEnd(ok, downtime).
+ *
+ * Rules (DESIGN.md): before the commit any failure leaves the guest running
+ * on the source; after it the target owns it. A vireod that restarts while
+ * it is the source of a migration cannot know how far it got, so it looks:
+ * its guest still here → abort (resume); gone → libvirt finished (it
+ * removes the source only then) → commit, and the target resumes it or
+ * reports the state lost. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <qb/qblog.h>
+
+#include "cluster/timeouts.h"
+#include "cluster/vm.h"
+#include "cluster/vm_migrate.h"
+#include "hypervisor/hv.h"
+#include "migration/stream.h"
+#include "node/daemon.h"
+
+#define NS_PER_MS 1000000ull
+#define FAULT_FILE "test-fault-corrupt-chunk"
+
+struct node_migration {
+	struct node_migration *next;
+	char name[HV_NAME_MAX + 1];
+	struct mig_session_id sid;
+	bool source;
+	bool inherited;               /* found under way when this vireod started */
+	/* source */
+	struct mig_session *session;
+	bool hv_started, hv_done, stream_done, aborting;
+	int hv_rc;
+	char hv_message[256];
+	struct mig_result stream;
+	char abort_reason[200];
+	int64_t paused_wall_ms;
+	uint64_t last_report_ms, last_report_raw;
+	/* target */
+	bool expected;
+	uint64_t missing_since_ms;
+	/* both: the op in flight (commit or end), so it is proposed once */
+	uint64_t request_id;
+	uint64_t request_deadline_ms;
+	bool finished;                /* end proposed and applied: nothing more to do */
+};
+
+struct node_migrations {
+	struct mig_key key;
+	bool have_key;
+	struct mig_listener *listener;
+	struct node_migration *list;
+	qb_loop_timer_handle progress_timer;
+	bool progress_armed;
+	bool first_pass_done;
+};
+
+static uint32_t my_id(const struct node_daemon *d)
+{
+	return cluster_engine_local_id(d->engine);
+}
+
+static const char *node_name(const struct node_daemon *d, uint32_t id)
+{
+	const Vireo__NodeInfo *n = cluster_state_node(cluster_engine_state(d->engine), id);
+
+	return n ? n->name : "?";
+}
+
+static void socket_path(const struct node_daemon *d, const char *uuid, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.sock", d->cfg.migration_dir, uuid);
+}
+
+static int load_key(struct node_daemon *d)
+{
+	struct node_migrations *m = d->migrations;
+	int rc;
+
+	if (m->have_key)
+		return 0;
+	if ((rc = mig_key_from_file(d->cfg.migration_key_file, &m->key)) < 0) {
+		qb_log(LOG_ERR, "cannot derive the migration key from %s: %s; this node can neither "
+		       "send nor receive guests", d->cfg.migration_key_file, strerror(-rc));
+		return rc;
+	}
+	m->have_key = true;
+	return 0;
+}
+
+static struct node_migration *find(struct node_migrations *m, const char *name)
+{
+	for (struct node_migration *r = m->list; r; r = r->next)
+		if (strcmp(r->name, name) == 0)
+			return r;
+	return NULL;
+}
+
+static void drop(struct node_daemon *d, struct node_migration *gone)
+{
+	struct node_migrations *m = d->migrations;
+
+	for (struct node_migration **pp = &m->list; *pp; pp = &(*pp)->next) {
+		if (*pp != gone)
+			continue;
+		*pp = gone->next;
+		if (gone->expected && m->listener)
+			mig_listener_forget(m->listener, &gone->sid);
+		mig_session_free(gone->session);
+		free(gone);
+		return;
+	}
+}
+
+static struct node_migration *record(struct node_daemon *d, const Vireo__Vm *vm, bool source)
+{
+	struct node_migrations *m = d->migrations;
+	struct node_migration *r = find(m, vm->spec->name);
+
+	if (r && (r->sid.migration_id != vm->migration->id || r->source != source)) {
+		drop(d, r);
+		r = NULL;
+	}
+	if (r || !(r = calloc(1, sizeof(*r))))
+		return r;
+	snprintf(r->name, sizeof(r->name), "%s", vm->spec->name);
+	snprintf(r->sid.vm_uuid, sizeof(r->sid.vm_uuid), "%s", vm->spec->uuid);
+	r->sid.migration_id = vm->migration->id;
+	/* The generation the guest has while it moves (the commit adds one). */
+	r->sid.generation = vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED ?
+			    vm->generation - 1 : vm->generation;
+	r->source = source;
+	r->inherited = !m->first_pass_done;
+	r->next = m->list;
+	m->list = r;
+	return r;
+}
+
+/* Proposes op for r once (again after VIREO_REQUEST_TIMEOUT_MS). */
+static void propose(struct node_daemon *d, struct node_migration *r, Vireo__Op *op)
+{
+	uint64_t now = node_now_mono_ms();
+	int rc;
+
+	if (r->request_id && now < r->request_deadline_ms)
+		return;
+	if ((rc = cluster_engine_propose(d->engine, op, &r->request_id)) < 0) {
+		qb_log(LOG_WARNING, "VM %s: cannot propose %s: %s; trying again", r->name,
+		       cluster_op_name(op), strerror(-rc));
+		r->request_id = 0;
+		return;
+	}
+	r->request_deadline_ms = now + VIREO_REQUEST_TIMEOUT_MS(d->token_ms);
+}
+
+static void propose_end(struct node_daemon *d, struct node_migration *r, bool ok,
+			const char *message, uint64_t downtime_ms, int64_t resumed_ms)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmMigrateEnd e = VIREO__VM_MIGRATE_END__INIT;
+
+	e.name = r->name;
+	e.id = r->sid.migration_id;
+	e.ok = ok;
+	e.message = (char *)message;
+	e.downtime_ms = downtime_ms;
+	e.resumed_ms = resumed_ms;
+	op.body_case = VIREO__OP__BODY_VM_MIGRATE_END;
+	op.vm_migrate_end = &e;
+	if (!r->request_id)
+		qb_log(ok ? LOG_NOTICE : LOG_WARNING, "VM %s: migration %" PRIu64 " %s%s%s", r->name,
+		       r->sid.migration_id, ok ? "done" : "failed", message[0] ? ": " : "", message);
+	propose(d, r, &op);
+}
+
+static int64_t mono_to_wall(uint64_t mono_ms)
+{
+	return mono_ms ? node_now_wall_ms() - (int64_t)(node_now_mono_ms() - mono_ms) : 0;
+}
+
+static void propose_commit(struct node_daemon *d, struct node_migration *r)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmMigrateCommit c = VIREO__VM_MIGRATE_COMMIT__INIT;
+	const struct mig_counters *k = r->session ? mig_session_counters(r->session) : NULL;
+	const struct mig_result *s = &r->stream;
+
+	c.name = r->name;
+	c.id = r->sid.migration_id;
+	c.bytes_raw = r->stream_done ? s->raw_forward : k ? atomic_load(&k->raw_forward) : 0;
+	c.bytes_sent = r->stream_done ? s->wire_forward : k ? atomic_load(&k->wire_forward) : 0;
+	/* Quick: libvirt's pause event; it always precedes the first byte. */
+	c.paused_ms = r->paused_wall_ms ? r->paused_wall_ms : mono_to_wall(s->first_byte_ms);
+	c.transfer_ms = s->last_byte_ms > s->first_byte_ms ? s->last_byte_ms - s->first_byte_ms : 0;
+	op.body_case = VIREO__OP__BODY_VM_MIGRATE_COMMIT;
+	op.vm_migrate_commit = &c;
+	if (!r->request_id)
+		qb_log(LOG_NOTICE, "VM %s: the target holds its whole state; committing the move",
+		       r->name);
+	propose(d, r, &op);
+}
+
+/* ---------------------------------------------------------------- source */
+
+static void source_fail(struct node_daemon *d, struct node_migration *r, const char *why,
+			const struct hv_vm_info *dom)
+{
+	const struct hv_driver *drv = node_vms_driver(d);
+	int64_t resumed = 0;
+	int rc;
+
+	/* libvirt resumes a guest whose migration failed; make sure. */
+	if (dom && dom->state == HV_STATE_PAUSED) {
+		if ((rc = drv->resume(node_vms_conn(d), r->name)) < 0) {
+			qb_log(LOG_WARNING, "VM %s: cannot resume it after the failed migration yet: "
+			       "%s; trying again", r->name, strerror(-rc));
+			node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms));
+			return;
+		}
+		resumed = node_now_wall_ms();
+	}
+	propose_end(d, r, false, why, r->paused_wall_ms && resumed ?
+		    (uint64_t)(resumed - r->paused_wall_ms) : 0, resumed);
+}
+
+/* Why it failed, best cause first. */
+static const char *failure_reason(struct node_migration *r, char *buf, size_t len)
+{
+	if (r->abort_reason[0])
+		return r->abort_reason;
+	if (r->stream_done && r->stream.rc < 0 && r->stream.rc != -ECANCELED && r->stream.message[0])
+		return r->stream.message;
+	if (r->hv_message[0]) {
+		snprintf(buf, len, "%s", r->hv_message);
+		return buf;
+	}
+	snprintf(buf, len, "the migration failed (%s)", strerror(r->hv_rc ? -r->hv_rc : EIO));
+	return buf;
+}
+
+static void abort_migration(struct node_daemon *d, struct node_migration *r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void abort_migration(struct node_daemon *d, struct node_migration *r, const char *fmt, ...)
+{
+	const struct hv_driver *drv = node_vms_driver(d);
+	va_list ap;
+
+	if (r->aborting)
+		return;
+	r->aborting = true;
+	va_start(ap, fmt);
+	vsnprintf(r->abort_reason, sizeof(r->abort_reason), fmt, ap);
+	va_end(ap);
+	qb_log(LOG_WARNING, "VM %s: aborting its migration: %s", r->name, r->abort_reason);
+	if (r->hv_started && !r->hv_done && drv->migrate_abort(node_vms_conn(d), r->name) < 0)
+		qb_log(LOG_WARNING, "VM %s: libvirt did not take the abort; the stream is cut instead",
+		       r->name);
+	mig_session_cancel(r->session);
+}
+
+/* The migration ends before it began; the reason is kept, so later passes
+ * propose the end again if this proposal is lost. */
+static void begin_failed(struct node_daemon *d, struct node_migration *r,
+			 const struct hv_vm_info *dom, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void begin_failed(struct node_daemon *d, struct node_migration *r,
+			 const struct hv_vm_info *dom, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->abort_reason, sizeof(r->abort_reason), fmt, ap);
+	va_end(ap);
+	r->hv_done = true;
+	r->hv_rc = -EIO;
+	source_fail(d, r, r->abort_reason, dom);
+}
+
+static void stream_done(void *ctx, const struct mig_result *res)
+{
+	struct node_migration *r = ctx;
+
+	r->stream_done = true;
+	r->stream = *res;
+	if (res->rc < 0 && res->rc != -ECANCELED)
+		qb_log(LOG_WARNING, "VM %s: the migration stream failed: %s", r->name, res->message);
+	else
+		qb_log(LOG_INFO, "VM %s: stream done: %" PRIu64 " bytes -> %" PRIu64 " on the wire",
+		       r->name, res->raw_forward, res->wire_forward);
+}
+
+static uint32_t read_fault(struct node_daemon *d)
+{
+	char path[300];
+	unsigned int chunk = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.migration_dir, FAULT_FILE);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	if (fscanf(f, "%u", &chunk) != 1)
+		chunk = 0;
+	fclose(f);
+	unlink(path);   /* one migration only */
+	if (chunk)
+		qb_log(LOG_WARNING, "TEST FAULT: chunk %u of the next migration stream is corrupted",
+		       chunk);
+	return chunk;
+}
+
+/* The target's libvirtd: the configured URI with its one %s (config.c
+ * checks there is exactly one) replaced by host. */
+static void peer_uri(const char *tmpl, const char *host, char *out, size_t len)
+{
+	const char *pct = strstr(tmpl, "%s");
+	int head = pct ? (int)(pct - tmpl) : (int)strlen(tmpl);
+
+	snprintf(out, len, "%.*s%s%s", head, tmpl, pct ? host : "", pct ? pct + 2 : "");
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0711) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void source_begin(struct node_daemon *d, struct node_migration *r, const Vireo__Vm *vm,
+			 const struct hv_vm_info *dom)
+{
+	const Vireo__VmMigration *mig = vm->migration;
+	const Vireo__NodeInfo *target = cluster_state_node(cluster_engine_state(d->engine), mig->target);
+	const struct hv_driver *drv = node_vms_driver(d);
+	char sock[300], data_uri[320], dest_uri[300], host[80];
+	struct mig_source_params sp = {
+		.loop = d->loop,
+		.id = r->sid,
+		.socket_path = sock,
+		.target_port = d->cfg.migration_port,
+		.key = &d->migrations->key,
+		.connect_timeout_ms = VIREO_MIGRATION_CONNECT_MS(d->token_ms),
+		.stall_timeout_ms = VIREO_MIGRATION_STALL_MS(d->token_ms),
+		.done = stream_done,
+		.ctx = r,
+	};
+	struct hv_migrate_params hp = {
+		.dest_uri = dest_uri,
+		.live = mig->kind == VIREO__MIGRATION_KIND__MIGRATION_LIVE,
+		.data_uri = data_uri,
+		.leave_paused = true,
+		.max_downtime_ms = mig->max_downtime_ms ? mig->max_downtime_ms :
+				   d->cfg.migration_max_downtime_ms,
+		.bandwidth_mibps = mig->bandwidth_mibps ? mig->bandwidth_mibps :
+				   d->cfg.migration_bandwidth_mibps,
+		/* vireo's pool check proved every host mounts the same pool (its
+		 * id file); libvirt only trusts file systems it knows are shared. */
+		.trust_shared_disks = true,
+	};
+	int rc;
+
+	r->hv_started = true;   /* one attempt; a failure ends the migration */
+	if (!dom || dom->state != HV_STATE_RUNNING) {
+		begin_failed(d, r, dom, "the guest is not running on %s (%s)", d->cfg.node_name,
+			     dom ? hv_state_name(dom->state) : "not defined");
+		return;
+	}
+	if (!target || !target->address[0]) {
+		begin_failed(d, r, dom, "the target's address is unknown");
+		return;
+	}
+	if (load_key(d) < 0) {
+		begin_failed(d, r, dom, "%s cannot read the cluster key %s", d->cfg.node_name,
+			     d->cfg.migration_key_file);
+		return;
+	}
+	/* An IPv6 literal goes in brackets inside a URI. */
+	snprintf(host, sizeof(host), strchr(target->address, ':') ? "[%s]" : "%s", target->address);
+	peer_uri(d->cfg.migration_peer_uri, host, dest_uri, sizeof(dest_uri));
+	socket_path(d, vm->spec->uuid, sock, sizeof(sock));
+	snprintf(data_uri, sizeof(data_uri), "unix://%s", sock);
+	sp.target_host = target->address;
+	sp.fault_corrupt_chunk = read_fault(d);
+	if ((rc = make_dir(d->cfg.migration_dir)) < 0 || (rc = mig_source_start(&sp, &r->session)) < 0) {
+		begin_failed(d, r, dom, "cannot open the stream socket %s: %s", sock, strerror(-rc));
+		return;
+	}
+	if ((rc = drv->migrate(node_vms_conn(d), r->name, &hp)) < 0) {
+		mig_session_free(r->session);
+		r->session = NULL;
+		begin_failed(d, r, dom, "libvirt would not start the migration: %s",
+			     drv->last_error(node_vms_conn(d)));
+		return;
+	}
+	qb_log(LOG_NOTICE, "VM %s: %s migration %" PRIu64 " to %s begins (%s)", r->name,
+	       cluster_migration_kind_name(mig->kind), mig->id, target->name, dest_uri);
+	r->last_report_ms = node_now_mono_ms();
+	node_migrations_arm_progress(d);
+}
+
+/* vireod restarted while this node was the source. */
+static void source_recover(struct node_daemon *d, struct node_migration *r,
+			   const struct hv_vm_info *dom)
+{
+	char why[200];
+
+	if (!dom || dom->state == HV_STATE_SHUTOFF) {
+		qb_log(LOG_WARNING, "VM %s: found its migration under way after a restart and the "
+		       "guest gone from here: libvirt completed it; committing", r->name);
+		propose_commit(d, r);
+		return;
+	}
+	snprintf(why, sizeof(why), "vireod on %s restarted during the migration; the guest runs on "
+		 "there", d->cfg.node_name);
+	source_fail(d, r, why, dom);
+}
+
+static void source_step(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
+{
+	struct node_migration *r = record(d, vm, true);
+	const Vireo__NodeInfo *target;
+	char buf[300];
+
+	if (!r)
+		return;
+	if (r->inherited) {
+		source_recover(d, r, dom);
+		return;
+	}
+	if (!r->hv_started) {
+		source_begin(d, r, vm, dom);
+		return;
+	}
+	target = cluster_state_node(cluster_engine_state(d->engine), vm->migration->target);
+	if (!r->hv_done) {
+		if (vm->migration->cancel)
+			abort_migration(d, r, "cancelled by the user");
+		else if (!target || !target->online)
+			abort_migration(d, r, "the target %s left the cluster",
+					node_name(d, vm->migration->target));
+		return;
+	}
+	if (r->hv_rc == 0)
+		propose_commit(d, r);
+	else
+		source_fail(d, r, failure_reason(r, buf, sizeof(buf)), dom);
+}
+
+/* ---------------------------------------------------------------- target */
+
+static void target_prepare(struct node_daemon *d, const Vireo__Vm *vm)
+{
+	struct node_migrations *m = d->migrations;
+	struct node_migration *r = record(d, vm, false);
+	char sock[300];
+	int rc;
+
+	if (!r || r->expected)
+		return;
+	if (!m->listener) {
+		qb_log(LOG_ERR, "VM %s is to migrate here, but this node does not listen for "
+		       "migration streams (see the log at start)", r->name);
+		return;
+	}
+	socket_path(d, vm->spec->uuid, sock, sizeof(sock));
+	/* The target QEMU creates the socket; a stale one would stop it. */
+	if ((rc = make_dir(d->cfg.migration_dir)) < 0 || (unlink(sock) < 0 && errno != ENOENT))
+		qb_log(LOG_WARNING, "VM %s: cannot prepare %s: %s", r->name, sock, strerror(errno));
+	if ((rc = mig_listener_expect(m->listener, &r->sid, sock)) < 0 && rc != -EEXIST) {
+		qb_log(LOG_ERR, "VM %s: cannot expect its migration stream: %s", r->name, strerror(-rc));
+		return;
+	}
+	r->expected = true;
+	qb_log(LOG_INFO, "VM %s: expecting migration %" PRIu64 " from %s", r->name,
+	       vm->migration->id, node_name(d, vm->migration->source));
+}
+
+/* Committed: this node owns the VM; its guest waits here, paused. */
+static void target_resume(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
+{
+	const struct hv_driver *drv = node_vms_driver(d);
+	struct node_migration *r = record(d, vm, false);
+	uint64_t now = node_now_mono_ms();
+	int64_t resumed, paused = vm->migration->paused_ms;
+	char why[300];
+	int rc;
+
+	if (!r)
+		return;
+	if (r->expected) {
+		mig_listener_forget(d->migrations->listener, &r->sid);
+		r->expected = false;
+	}
+	if (!dom || dom->state == HV_STATE_SHUTOFF || dom->state == HV_STATE_CRASHED) {
+		if (!r->missing_since_ms)
+			r->missing_since_ms = now;
+		if (now - r->missing_since_ms < VIREO_MIGRATION_LANDING_MS(d->token_ms)) {
+			node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms));
+			return;
+		}
+		snprintf(why, sizeof(why), "the guest's state did not arrive on %s (%s)",
+			 d->cfg.node_name, dom ? hv_state_name(dom->state) : "no guest here");
+		propose_end(d, r, false, why, 0, 0);
+		return;
+	}
+	if (dom->state == HV_STATE_RUNNING) {
+		/* Resumed by an earlier vireod here, which did not live to say so. */
+		propose_end(d, r, true, "", 0, node_now_wall_ms());
+		return;
+	}
+	if (r->request_id)
+		return;     /* resumed; the end is on its way */
+	if ((rc = drv->resume(node_vms_conn(d), r->name)) < 0) {
+		snprintf(why, sizeof(why), "cannot resume the guest: %s",
+			 drv->last_error(node_vms_conn(d)));
+		propose_end(d, r, false, why, 0, 0);
+		return;
+	}
+	resumed = node_now_wall_ms();
+	qb_log(LOG_NOTICE, "VM %s: resumed here after its migration (down %" PRId64 " ms)", r->name,
+	       paused ? resumed - paused : -1);
+	propose_end(d, r, true, "", paused && resumed > paused ? (uint64_t)(resumed - paused) : 0,
+		    resumed);
+}
+
+/* ---------------------------------------------------------------- progress */
+
+static void report_progress(struct node_daemon *d, struct node_migration *r)
+{
+	const struct mig_counters *k = mig_session_counters(r->session);
+	struct hv_migrate_progress hp;
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmMigrateProgress p = VIREO__VM_MIGRATE_PROGRESS__INIT;
+	uint64_t now = node_now_mono_ms(), id;
+
+	p.name = r->name;
+	p.id = r->sid.migration_id;
+	p.bytes_raw = atomic_load(&k->raw_forward);
+	p.bytes_sent = atomic_load(&k->wire_forward);
+	p.paused_ms = r->paused_wall_ms;
+	if (now > r->last_report_ms)
+		p.rate_mibps = (uint32_t)((p.bytes_raw - r->last_report_raw) * 1000u /
+					  (now - r->last_report_ms) / (1024u * 1024u));
+	if (node_vms_driver(d)->migrate_progress(node_vms_conn(d), r->name, &hp) == 0) {
+		p.memory_total = hp.memory_total;
+		p.memory_remaining = hp.memory_remaining;
+	}
+	r->last_report_ms = now;
+	r->last_report_raw = p.bytes_raw;
+	op.body_case = VIREO__OP__BODY_VM_MIGRATE_PROGRESS;
+	op.vm_migrate_progress = &p;
+	/* Best effort: a lost report is followed by the next. */
+	(void)cluster_engine_propose(d->engine, &op, &id);
+}
+
+static void progress_fired(void *data)
+{
+	struct node_daemon *d = data;
+	struct node_migrations *m = d->migrations;
+	bool any = false;
+
+	m->progress_armed = false;
+	for (struct node_migration *r = m->list; r; r = r->next) {
+		if (!r->source || !r->session || r->hv_done)
+			continue;
+		any = true;
+		if (cluster_engine_quorate(d->engine))
+			report_progress(d, r);
+	}
+	if (any)
+		node_migrations_arm_progress(d);
+}
+
+void node_migrations_arm_progress(struct node_daemon *d)
+{
+	struct node_migrations *m = d->migrations;
+
+	if (m->progress_armed)
+		return;
+	m->progress_armed = qb_loop_timer_add(d->loop, QB_LOOP_MED,
+					      VIREO_MIGRATION_PROGRESS_MS(d->token_ms) * NS_PER_MS,
+					      d, progress_fired, &m->progress_timer) == 0;
+}
+
+/* ---------------------------------------------------------------- wiring */
+
+void node_migration_step(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
+{
+	const Vireo__VmMigration *mig = vm->migration;
+	bool committed = mig->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED;
+
+	if (!d->migrations)
+		return;
+	if (mig->source == my_id(d) && !committed)
+		source_step(d, vm, dom);
+	else if (mig->target == my_id(d) && !committed)
+		target_prepare(d, vm);
+	else if (mig->target == my_id(d) && vm->owner == my_id(d))
+		target_resume(d, vm, dom);
+}
+
+void node_migrations_sweep(struct node_daemon *d, const cluster_state *st)
+{
+	struct node_migrations *m = d->migrations;
+	struct node_migration *r, *next;
+
+	if (!m)
+		return;
+	for (r = m->list; r; r = next) {
+		const Vireo__Vm *vm = cluster_vm_find(st, r->name);
+		bool live = vm && vm->state == VIREO__VM_STATE__VM_MIGRATING && vm->migration &&
+			    vm->migration->id == r->sid.migration_id;
+
+		next = r->next;
+		/* The source keeps its record until libvirt's thread is done
+		 * with the guest, whatever the state says. */
+		if (!live && !(r->source && r->hv_started && !r->hv_done))
+			drop(d, r);
+	}
+	m->first_pass_done = true;
+}
+
+void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev)
+{
+	struct node_migration *r;
+
+	if (!d->migrations || !ev->name || !(r = find(d->migrations, ev->name)) || !r->source)
+		return;
+	if (ev->type == HV_EVENT_PAUSED && ev->reason == HV_REASON_MIGRATED && !r->paused_wall_ms)
+		r->paused_wall_ms = node_now_wall_ms();
+	if (ev->type != HV_EVENT_MIGRATION_DONE)
+		return;
+	r->hv_done = true;
+	r->hv_rc = ev->rc;
+	snprintf(r->hv_message, sizeof(r->hv_message), "%s", ev->message ? ev->message : "");
+	if (ev->rc < 0) {
+		/* The stream is of no use now; end it so its threads go. */
+		mig_session_cancel(r->session);
+	}
+	node_vms_pass_soon(d, 0);
+}
+
+void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
+{
+	struct node_migration *r;
+
+	if (!d->migrations || op->origin != my_id(d))
+		return;
+	for (r = d->migrations->list; r; r = r->next) {
+		if (!r->request_id || r->request_id != op->request_id)
+			continue;
+		r->request_id = 0;
+		if (rc < 0 && rc != -EALREADY)
+			qb_log(LOG_WARNING, "VM %s: the cluster refused %s: %s", r->name,
+			       cluster_op_name(op), strerror(-rc));
+		else if (op->body_case == VIREO__OP__BODY_VM_MIGRATE_COMMIT)
+			/* The target owns the guest now; the stream has done its job. */
+			mig_session_cancel(r->session);
+		node_vms_pass_soon(d, 0);
+		return;
+	}
+}
+
+static void incoming_done(void *ctx, const struct mig_session_id *id, const struct mig_result *res)
+{
+	(void)ctx;
+	if (res->rc < 0)
+		qb_log(LOG_WARNING, "incoming migration %" PRIu64 " of VM %s failed: %s",
+		       id->migration_id, id->vm_uuid, res->message);
+	else
+		qb_log(LOG_INFO, "incoming migration %" PRIu64 " of VM %s: %" PRIu64 " bytes of "
+		       "state received (%" PRIu64 " on the wire)", id->migration_id, id->vm_uuid,
+		       res->raw_forward, res->wire_forward);
+}
+
+int node_migrations_start(struct node_daemon *d)
+{
+	struct node_migrations *m = calloc(1, sizeof(*m));
+	struct mig_listener_params lp = {
+		.loop = d->loop,
+		.port = d->cfg.migration_port,
+		.handshake_timeout_ms = VIREO_MIGRATION_HANDSHAKE_MS(d->token_ms),
+		.stall_timeout_ms = VIREO_MIGRATION_STALL_MS(d->token_ms),
+		.qemu_connect_timeout_ms = VIREO_MIGRATION_QEMU_CONNECT_MS(d->token_ms),
+		.session_done = incoming_done,
+		.ctx = d,
+	};
+	int rc;
+
+	if (!m)
+		return -ENOMEM;
+	d->migrations = m;
+	/* Neither failure stops vireod: it runs its guests, only cannot move them. */
+	if (load_key(d) < 0)
+		return 0;
+	lp.key = &m->key;
+	if ((rc = mig_listener_start(&lp, &m->listener)) < 0)
+		qb_log(LOG_ERR, "cannot listen for migration streams on port %u: %s; guests cannot "
+		       "migrate to this node", d->cfg.migration_port, strerror(-rc));
+	else
+		qb_log(LOG_INFO, "listening for migration streams on port %u", d->cfg.migration_port);
+	return 0;
+}
+
+void node_migrations_stop(struct node_daemon *d)
+{
+	struct node_migrations *m = d->migrations;
+
+	if (!m)
+		return;
+	/* A stream cut here makes libvirt fail the migration and resume the
+	 * guest on the source; the next vireod finds it there. */
+	while (m->list)
+		drop(d, m->list);
+	if (m->progress_armed)
+		qb_loop_timer_del(d->loop, m->progress_timer);
+	mig_listener_stop(m->listener);
+	free(m);
+	d->migrations = NULL;
+}
