@@ -207,10 +207,17 @@ static int apply_progress(cluster_state *st, const Vireo__Op *op)
 	Vireo__Vm *vm = find_migrating(st, p->name, p->id);
 	Vireo__VmMigration *mig;
 
-	if (!vm || !p->id || op->origin != vm->migration->source ||
-	    vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED)
+	if (!vm || !p->id || op->origin != vm->migration->source)
 		return -EINVAL;
 	mig = vm->migration;
+	/* After the commit only the moment of the pause still matters (the
+	 * target may have committed before the source's report of it). */
+	if (mig->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED) {
+		if (mig->paused_ms || !p->paused_ms)
+			return -EALREADY;
+		mig->paused_ms = p->paused_ms;
+		return 0;
+	}
 	if (mig->phase == VIREO__MIGRATION_PHASE__MIGRATION_STREAMING &&
 	    mig->bytes_raw == p->bytes_raw && mig->bytes_sent == p->bytes_sent &&
 	    mig->memory_total == p->memory_total && mig->memory_remaining == p->memory_remaining &&
@@ -246,15 +253,18 @@ static int apply_commit(cluster_state *st, const Vireo__Op *op)
 	Vireo__Vm *vm = find_migrating(st, c->name, c->id);
 	Vireo__VmMigration *mig;
 
-	/* Only the source knows the target holds the whole state. */
-	if (!vm || !c->id || op->origin != vm->migration->source ||
+	/* The source (libvirt's migration returned) or the target (its libvirt
+	 * finished the incoming guest) knows the target holds the whole state. */
+	if (!vm || !c->id ||
+	    (op->origin != vm->migration->source && op->origin != vm->migration->target) ||
 	    vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED)
 		return -EINVAL;
 	mig = vm->migration;
 	mig->phase = VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED;
 	mig->bytes_raw = c->bytes_raw;
 	mig->bytes_sent = c->bytes_sent;
-	mig->paused_ms = c->paused_ms;
+	if (c->paused_ms)
+		mig->paused_ms = c->paused_ms;
 	mig->transfer_ms = c->transfer_ms;
 	mig->committed_ms = op->time_ms;
 	vm->owner = mig->target;
@@ -288,7 +298,7 @@ static int record_result(cluster_state *st, Vireo__Vm *vm, const Vireo__Op *op)
 	r->source = mig->source;
 	r->target = mig->target;
 	r->kind = mig->kind;
-	r->downtime_ms = e->downtime_ms;
+	r->downtime_ms = e->downtime_ms ? e->downtime_ms : e->ok ? span(mig->paused_ms, e->resumed_ms) : 0;
 	r->total_ms = span(mig->started_ms, ended);
 	r->bytes_raw = mig->bytes_raw;
 	r->bytes_sent = mig->bytes_sent;

@@ -245,6 +245,9 @@ struct hv_driver {
 	int (*migrate_abort)(struct hv_conn *c, const char *name);
 	/* -ESRCH if no migration of name runs. */
 	int (*migrate_progress)(struct hv_conn *c, const char *name, struct hv_migrate_progress *out);
+	/* Whether the hypervisor runs a job on the VM (a migration in or out,
+	 * a save): another migration would be refused meanwhile. */
+	int (*job_active)(struct hv_conn *c, const char *name, bool *active);
 
 	/* AUTO: boots a probe guest under KVM (without blocking the loop) and
 	 * answers KVM if it prints, TCG if not; KVM, TCG: answers that at once.

@@ -332,6 +332,7 @@ const struct hv_driver hv_libvirt_driver = {
 	.migrate = hv_lv_migrate,
 	.migrate_abort = hv_lv_migrate_abort,
 	.migrate_progress = hv_lv_migrate_progress,
+	.job_active = hv_lv_job_active,
 	.resolve_accel = hv_lv_resolve_accel,
 	.accel = hv_lv_accel,
 	.last_error = hv_lv_last_failure,

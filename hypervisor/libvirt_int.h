@@ -64,6 +64,7 @@ bool hv_lv_connected(const struct hv_conn *c);
 
 int hv_lv_migrate(struct hv_conn *c, const char *name, const struct hv_migrate_params *p);
 int hv_lv_migrate_progress(struct hv_conn *c, const char *name, struct hv_migrate_progress *out);
+int hv_lv_job_active(struct hv_conn *c, const char *name, bool *active);
 int hv_lv_migrate_abort(struct hv_conn *c, const char *name);
 /* Aborts and joins every migration (disconnect). */
 void hv_lv_migrations_stop(struct hv_conn *c);

@@ -255,3 +255,20 @@ void hv_lv_migrations_stop(struct hv_conn *c)
 		m->c = NULL;
 	}
 }
+
+int hv_lv_job_active(struct hv_conn *c, const char *name, bool *active)
+{
+	virDomainPtr dom = NULL;
+	virDomainJobInfo info;
+	int rc;
+
+	*active = false;
+	if ((rc = hv_lv_lookup(c, name, HV_OP_STATE, &dom)) < 0)
+		return rc;
+	if (virDomainGetJobInfo(dom, &info) < 0)
+		rc = hv_lv_fail(c, HV_OP_STATE, name);
+	else
+		*active = info.type != VIR_DOMAIN_JOB_NONE;
+	virDomainFree(dom);
+	return rc;
+}

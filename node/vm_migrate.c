@@ -43,6 +43,7 @@
 
 #define NS_PER_MS 1000000ull
 #define FAULT_FILE "test-fault-corrupt-chunk"
+#define MAX_RETRIES 10u
 
 struct node_migration {
 	struct node_migration *next;
@@ -61,11 +62,16 @@ struct node_migration {
 	uint64_t last_report_ms, last_report_raw;
 	/* target */
 	bool expected;
+	bool incoming;                /* its libvirtd started the incoming guest */
+	bool landed;                  /* ...and finished it: the whole state is here, paused */
 	uint64_t missing_since_ms;
+	int64_t resumed_wall_ms;      /* when this node resumed the guest */
+	uint64_t resumed_mono_ms;
 	/* both: the op in flight (commit or end), so it is proposed once */
 	uint64_t request_id;
 	uint64_t request_deadline_ms;
-	bool finished;                /* end proposed and applied: nothing more to do */
+	uint64_t created_ms;
+	uint32_t retries;
 };
 
 struct node_migrations {
@@ -154,6 +160,7 @@ static struct node_migration *record(struct node_daemon *d, const Vireo__Vm *vm,
 			    vm->generation - 1 : vm->generation;
 	r->source = source;
 	r->inherited = !m->first_pass_done;
+	r->created_ms = node_now_mono_ms();
 	r->next = m->list;
 	m->list = r;
 	return r;
@@ -206,20 +213,37 @@ static void propose_commit(struct node_daemon *d, struct node_migration *r)
 	Vireo__Op op = VIREO__OP__INIT;
 	Vireo__VmMigrateCommit c = VIREO__VM_MIGRATE_COMMIT__INIT;
 	const struct mig_counters *k = r->session ? mig_session_counters(r->session) : NULL;
+	struct mig_result snap;
 	const struct mig_result *s = &r->stream;
+
+	/* The target knows its stream from the listener. */
+	if (!r->source && !r->stream_done && (!d->migrations->listener ||
+	    mig_listener_counters(d->migrations->listener, &r->sid, &snap) < 0))
+		memset(&snap, 0, sizeof(snap));
+	if (!r->source && !r->stream_done)
+		s = &snap;
 
 	c.name = r->name;
 	c.id = r->sid.migration_id;
-	c.bytes_raw = r->stream_done ? s->raw_forward : k ? atomic_load(&k->raw_forward) : 0;
-	c.bytes_sent = r->stream_done ? s->wire_forward : k ? atomic_load(&k->wire_forward) : 0;
+	c.bytes_raw = r->stream_done || !r->source ? s->raw_forward :
+		      k ? atomic_load(&k->raw_forward) : 0;
+	c.bytes_sent = r->stream_done || !r->source ? s->wire_forward :
+		       k ? atomic_load(&k->wire_forward) : 0;
+	/* Still flowing at the target's commit: the last byte is now. */
+	if (s->first_byte_ms && !s->last_byte_ms)
+		c.transfer_ms = node_now_mono_ms() - s->first_byte_ms;
 	/* Quick: libvirt's pause event; it always precedes the first byte. */
-	c.paused_ms = r->paused_wall_ms ? r->paused_wall_ms : mono_to_wall(s->first_byte_ms);
+	/* The source's pause event (it reported it at once); the target
+	 * leaves it to that report. */
+	c.paused_ms = !r->source ? 0 : r->paused_wall_ms ? r->paused_wall_ms :
+		      mono_to_wall(s->first_byte_ms);
 	c.transfer_ms = s->last_byte_ms > s->first_byte_ms ? s->last_byte_ms - s->first_byte_ms : 0;
+
 	op.body_case = VIREO__OP__BODY_VM_MIGRATE_COMMIT;
 	op.vm_migrate_commit = &c;
 	if (!r->request_id)
-		qb_log(LOG_NOTICE, "VM %s: the target holds its whole state; committing the move",
-		       r->name);
+		qb_log(LOG_NOTICE, "VM %s: %s holds its whole state; committing the move", r->name,
+		       r->source ? "the target" : "this node");
 	propose(d, r, &op);
 }
 
@@ -357,6 +381,7 @@ static void source_begin(struct node_daemon *d, struct node_migration *r, const 
 	const Vireo__NodeInfo *target = cluster_state_node(cluster_engine_state(d->engine), mig->target);
 	const struct hv_driver *drv = node_vms_driver(d);
 	char sock[300], data_uri[320], dest_uri[300], host[80];
+	bool busy = false;
 	struct mig_source_params sp = {
 		.loop = d->loop,
 		.id = r->sid,
@@ -383,6 +408,14 @@ static void source_begin(struct node_daemon *d, struct node_migration *r, const 
 	};
 	int rc;
 
+	/* A guest that just arrived here may still be in its incoming job for
+	 * a moment (libvirt's finish): wait for it rather than fail. */
+	if (dom && dom->state == HV_STATE_RUNNING &&
+	    drv->job_active(node_vms_conn(d), r->name, &busy) == 0 && busy &&
+	    node_now_mono_ms() - r->created_ms < VIREO_MIGRATION_CONNECT_MS(d->token_ms)) {
+		node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 5u);
+		return;
+	}
 	r->hv_started = true;   /* one attempt; a failure ends the migration */
 	if (!dom || dom->state != HV_STATE_RUNNING) {
 		begin_failed(d, r, dom, "the guest is not running on %s (%s)", d->cfg.node_name,
@@ -439,6 +472,17 @@ static void source_recover(struct node_daemon *d, struct node_migration *r,
 	source_fail(d, r, why, dom);
 }
 
+/* A migration that failed before the guest paused or a byte moved (the
+ * target's libvirt still finishing the previous migration of this guest,
+ * say) is tried again, for a while: nothing happened to the guest. */
+static bool may_retry(struct node_daemon *d, struct node_migration *r, const struct hv_vm_info *dom)
+{
+	return !r->aborting && !r->abort_reason[0] && !r->paused_wall_ms &&
+	       (!r->stream_done || r->stream.raw_forward == 0) &&
+	       dom && dom->state == HV_STATE_RUNNING && r->retries < MAX_RETRIES &&
+	       node_now_mono_ms() - r->created_ms < VIREO_MIGRATION_CONNECT_MS(d->token_ms);
+}
+
 static void source_step(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
 {
 	struct node_migration *r = record(d, vm, true);
@@ -464,22 +508,41 @@ static void source_step(struct node_daemon *d, const Vireo__Vm *vm, const struct
 					node_name(d, vm->migration->target));
 		return;
 	}
-	if (r->hv_rc == 0)
+	if (r->hv_rc == 0) {
 		propose_commit(d, r);
-	else
+	} else if (may_retry(d, r, dom)) {
+		qb_log(LOG_NOTICE, "VM %s: the migration failed before anything moved (%s); trying "
+		       "again", r->name, r->hv_message);
+		mig_session_free(r->session);
+		r->session = NULL;
+		r->hv_started = r->hv_done = r->stream_done = false;
+		r->hv_rc = 0;
+		r->retries++;
+		node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 2u);
+	} else {
 		source_fail(d, r, failure_reason(r, buf, sizeof(buf)), dom);
+	}
 }
 
 /* ---------------------------------------------------------------- target */
 
-static void target_prepare(struct node_daemon *d, const Vireo__Vm *vm)
+static void target_prepare(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
 {
 	struct node_migrations *m = d->migrations;
 	struct node_migration *r = record(d, vm, false);
 	char sock[300];
 	int rc;
 
-	if (!r || r->expected)
+	if (!r)
+		return;
+	/* libvirt finished the incoming guest (defined, paused): the source's
+	 * QEMU is only being cleaned up, which takes a few hundred ms that
+	 * would be downtime if the commit waited for it. */
+	if (r->landed && dom && dom->state == HV_STATE_PAUSED) {
+		propose_commit(d, r);
+		return;
+	}
+	if (r->expected)
 		return;
 	if (!m->listener) {
 		qb_log(LOG_ERR, "VM %s is to migrate here, but this node does not listen for "
@@ -528,12 +591,20 @@ static void target_resume(struct node_daemon *d, const Vireo__Vm *vm, const stru
 		return;
 	}
 	if (dom->state == HV_STATE_RUNNING) {
-		/* Resumed by an earlier vireod here, which did not live to say so. */
-		propose_end(d, r, true, "", 0, node_now_wall_ms());
+		/* Resumed here: the end waits (at most a moment) for the source's
+		 * report of when it paused, so that the downtime is known. */
+		if (!r->resumed_wall_ms) {
+			/* By an earlier vireod here, which did not live to say so. */
+			propose_end(d, r, true, "", 0, 0);
+		} else if (paused || now - r->resumed_mono_ms > VIREO_MIGRATION_LANDING_MS(d->token_ms)) {
+			propose_end(d, r, true, "", 0, r->resumed_wall_ms);
+		} else {
+			node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 10u);
+		}
 		return;
 	}
 	if (r->request_id)
-		return;     /* resumed; the end is on its way */
+		return;
 	if ((rc = drv->resume(node_vms_conn(d), r->name)) < 0) {
 		snprintf(why, sizeof(why), "cannot resume the guest: %s",
 			 drv->last_error(node_vms_conn(d)));
@@ -541,10 +612,11 @@ static void target_resume(struct node_daemon *d, const Vireo__Vm *vm, const stru
 		return;
 	}
 	resumed = node_now_wall_ms();
+	r->resumed_wall_ms = resumed;
+	r->resumed_mono_ms = now;
 	qb_log(LOG_NOTICE, "VM %s: resumed here after its migration (down %" PRId64 " ms)", r->name,
 	       paused ? resumed - paused : -1);
-	propose_end(d, r, true, "", paused && resumed > paused ? (uint64_t)(resumed - paused) : 0,
-		    resumed);
+	node_vms_pass_soon(d, 0);
 }
 
 /* ---------------------------------------------------------------- progress */
@@ -618,7 +690,7 @@ void node_migration_step(struct node_daemon *d, const Vireo__Vm *vm, const struc
 	if (mig->source == my_id(d) && !committed)
 		source_step(d, vm, dom);
 	else if (mig->target == my_id(d) && !committed)
-		target_prepare(d, vm);
+		target_prepare(d, vm, dom);
 	else if (mig->target == my_id(d) && vm->owner == my_id(d))
 		target_resume(d, vm, dom);
 }
@@ -648,10 +720,27 @@ void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev)
 {
 	struct node_migration *r;
 
-	if (!d->migrations || !ev->name || !(r = find(d->migrations, ev->name)) || !r->source)
+	if (!d->migrations || !ev->name || !(r = find(d->migrations, ev->name)))
 		return;
-	if (ev->type == HV_EVENT_PAUSED && ev->reason == HV_REASON_MIGRATED && !r->paused_wall_ms)
+	if (!r->source) {
+		/* Started for the migration, then paused by its finish (with
+		 * VIR_MIGRATE_PAUSED): only that pair means the state is whole. */
+		if (ev->type == HV_EVENT_STARTED && ev->reason == HV_REASON_MIGRATED)
+			r->incoming = true;
+		else if (ev->type == HV_EVENT_PAUSED && ev->reason == HV_REASON_USER && r->incoming)
+			r->landed = true;
+		else if (ev->type == HV_EVENT_STOPPED || ev->type == HV_EVENT_CRASHED)
+			r->incoming = r->landed = false;
+		if (r->landed)
+			node_vms_pass_soon(d, 0);
+		return;
+	}
+	if (ev->type == HV_EVENT_PAUSED && ev->reason == HV_REASON_MIGRATED && !r->paused_wall_ms) {
 		r->paused_wall_ms = node_now_wall_ms();
+		/* The target computes the downtime from this: tell it now. */
+		if (r->session && cluster_engine_quorate(d->engine))
+			report_progress(d, r);
+	}
 	if (ev->type != HV_EVENT_MIGRATION_DONE)
 		return;
 	r->hv_done = true;
@@ -675,7 +764,9 @@ void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 			continue;
 		r->request_id = 0;
 		if (rc < 0 && rc != -EALREADY)
-			qb_log(LOG_WARNING, "VM %s: the cluster refused %s: %s", r->name,
+			/* Source and target may both commit; the second is refused. */
+			qb_log(op->body_case == VIREO__OP__BODY_VM_MIGRATE_COMMIT ? LOG_INFO :
+			       LOG_WARNING, "VM %s: the cluster refused %s: %s", r->name,
 			       cluster_op_name(op), strerror(-rc));
 		else if (op->body_case == VIREO__OP__BODY_VM_MIGRATE_COMMIT)
 			/* The target owns the guest now; the stream has done its job. */
@@ -687,7 +778,16 @@ void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 
 static void incoming_done(void *ctx, const struct mig_session_id *id, const struct mig_result *res)
 {
-	(void)ctx;
+	struct node_daemon *d = ctx;
+
+	/* Kept for the commit's figures (the listener forgets the session). */
+	for (struct node_migration *r = d->migrations ? d->migrations->list : NULL; r; r = r->next) {
+		if (!r->source && r->sid.migration_id == id->migration_id &&
+		    strcmp(r->sid.vm_uuid, id->vm_uuid) == 0) {
+			r->stream = *res;
+			r->stream_done = true;
+		}
+	}
 	if (res->rc < 0)
 		qb_log(LOG_WARNING, "incoming migration %" PRIu64 " of VM %s failed: %s",
 		       id->migration_id, id->vm_uuid, res->message);
