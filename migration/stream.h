@@ -16,7 +16,8 @@
  *   - authenticated: HMAC-SHA256 with a per-session key derived from the
  *     cluster's key (corosync's authkey) and both sides' nonces; a session
  *     or chunk that does not verify is refused and the stream ends with an
- *     error.
+ *     error. The exact bytes each MAC covers are written down in
+ *     migration/frame.c.
  *
  * Pipelined: QEMU writes, the source compresses and sends, the target
  * verifies, decompresses and writes into QEMU, all at once, chunk by chunk.
@@ -48,8 +49,9 @@ struct mig_key {
 
 /* The cluster's migration key: HKDF-SHA256 (nettle) of the file's contents
  * (corosync's authkey, the same on every host) with the info string
- * "vireo migration stream v1". -ENOENT/-EACCES as open(2); -EINVAL if the
- * file holds fewer than 16 bytes. */
+ * "vireo migration stream v1" and no salt (RFC 5869: zeros). -ENOENT/-EACCES
+ * as open(2); -EINVAL if the file holds fewer than 16 bytes or more than
+ * 64 KiB (not a key file). */
 int mig_key_from_file(const char *path, struct mig_key *out);
 
 /* Which migration a session carries: the target accepts only what it was
@@ -109,9 +111,12 @@ struct mig_source_params {
 	uint16_t target_port;
 	const struct mig_key *key;
 	uint32_t connect_timeout_ms;   /* keep retrying a refused/unexpected session this
-					* long (the target may not have applied the op yet) */
+					* long (the target may not have applied the op yet),
+					* every 100 ms; then -EACCES if the target still said
+					* "not expected", else the connect's error */
 	uint32_t stall_timeout_ms;     /* streaming with no byte either way this long:
-					* -ETIMEDOUT. 0: never */
+					* -ETIMEDOUT. It also bounds the wait for QEMU's
+					* connection once the target accepted. 0: never */
 	uint32_t chunk_bytes;          /* 0: MIG_CHUNK_DEFAULT; at most MIG_CHUNK_MAX */
 	int lz4_level;                 /* LZ4F compressionLevel; 0 = fast default */
 	uint32_t fault_corrupt_chunk;  /* TEST ONLY: flip one payload byte of this
@@ -134,8 +139,10 @@ void mig_session_cancel(struct mig_session *s);
 
 const struct mig_counters *mig_session_counters(const struct mig_session *s);
 
-/* Cancels if still running, waits for the threads, removes the socket file,
- * frees. done is not called from here on. NULL is fine. */
+/* Cancels if still running, waits for the threads, removes the socket file
+ * (if it is still the one this session made), frees. done is not called
+ * from here on; calling this from inside done is fine. NULL is fine. Only
+ * for sessions of mig_source_start: the listener owns the target's. */
 void mig_session_free(struct mig_session *s);
 
 /* The target side: one listener per vireod. */
@@ -147,7 +154,8 @@ struct mig_listener_params {
 	uint16_t port;                 /* 0: an ephemeral port (tests); see mig_listener_port */
 	const struct mig_key *key;
 	uint32_t handshake_timeout_ms; /* a connection that has not said hello by then is dropped */
-	uint32_t stall_timeout_ms;     /* as for the source */
+	uint32_t stall_timeout_ms;     /* as for the source; it also bounds the wait
+					* for the first chunk after the handshake */
 	uint32_t qemu_connect_timeout_ms;  /* first chunk in -> the target QEMU's socket
 					    * must accept within this */
 	/* From the loop, once per accepted session, when it ended. */
@@ -158,19 +166,26 @@ struct mig_listener_params {
 
 int mig_listener_start(const struct mig_listener_params *p, struct mig_listener **out);
 uint16_t mig_listener_port(const struct mig_listener *l);
-/* Stops listening, cancels every session, waits for their threads. */
+/* Stops listening, cancels every session, waits for their threads.
+ * session_done is not called for the sessions it cancels. May be called
+ * from inside session_done. NULL is fine. */
 void mig_listener_stop(struct mig_listener *l);
 
-/* Accepts one session for id: its stream goes to the unix socket socket_path
+/* Accepts sessions for id: their stream goes to the unix socket socket_path
  * (the target QEMU's incoming socket, connected when the first chunk
  * arrives). A hello for anything not expected is answered "not expected"
- * (the source retries until its connect timeout). -EEXIST if expected already. */
+ * (the source retries until its connect timeout). One session at a time:
+ * while one runs (until its session_done), another hello for id is "not
+ * expected" too; after it, a new session for id is accepted (the source's
+ * retry of a migration that failed early), until mig_listener_forget.
+ * -EEXIST if expected already. */
 int mig_listener_expect(struct mig_listener *l, const struct mig_session_id *id,
 			const char *socket_path);
 /* No longer expected; a session of it that runs is cancelled (its
  * session_done still follows). */
 void mig_listener_forget(struct mig_listener *l, const struct mig_session_id *id);
-/* Counters of id's session, if one runs: 0, or -ENOENT. */
+/* Counters of id's session, if one runs (the counters only: no rc, message
+ * or times): 0, or -ENOENT. */
 int mig_listener_counters(struct mig_listener *l, const struct mig_session_id *id,
 			  struct mig_result *snapshot);
 

@@ -1,0 +1,20 @@
+# Build rules for migration/, included by the top-level Makefile.am.
+# libvireo-mig.a: the migration data path (stream.h). The protobuf-c code it
+# uses lives in libvireo-cluster.a: link $(MIG_LIBS) before $(CLUSTER_LIBS).
+
+noinst_LIBRARIES += libvireo-mig.a
+libvireo_mig_a_SOURCES = \
+	migration/stream.h \
+	migration/stream_int.h \
+	migration/io.c \
+	migration/key.c \
+	migration/frame.c \
+	migration/session.c \
+	migration/relay.c \
+	migration/source.c \
+	migration/target.c
+MIG_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS) $(QB_CFLAGS) $(NETTLE_CFLAGS) $(LZ4_CFLAGS) -pthread
+libvireo_mig_a_CFLAGS = $(MIG_CFLAGS)
+MIG_LIBS = libvireo-mig.a $(LZ4_LIBS) $(NETTLE_LIBS) $(QB_LIBS) -lpthread
+
+EXTRA_DIST += migration/README.md
