@@ -17,4 +17,12 @@ MIG_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS) $(QB_CFLAGS) $(NETTLE_CFLAGS) $(L
 libvireo_mig_a_CFLAGS = $(MIG_CFLAGS)
 MIG_LIBS = libvireo-mig.a $(LZ4_LIBS) $(NETTLE_LIBS) $(QB_LIBS) -lpthread
 
+# ------------------------------------------------------------------ tests
+MIG_UNIT_TESTS = tests/unit/test_mig_stream
+UNIT_TESTS += $(MIG_UNIT_TESTS)
+check_PROGRAMS += $(MIG_UNIT_TESTS)
+tests_unit_test_mig_stream_SOURCES = tests/unit/test_mig_stream.c tests/unit/unit.h
+tests_unit_test_mig_stream_CFLAGS = $(MIG_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_test_mig_stream_LDADD = $(MIG_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
+
 EXTRA_DIST += migration/README.md
