@@ -25,4 +25,10 @@ tests_unit_test_mig_stream_SOURCES = tests/unit/test_mig_stream.c tests/unit/uni
 tests_unit_test_mig_stream_CFLAGS = $(MIG_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_test_mig_stream_LDADD = $(MIG_LIBS) $(CLUSTER_LIBS) $(CHECK_LIBS)
 
+# Throughput of the data path on loopback (zeros, random, text-like data).
+noinst_PROGRAMS += tools/bench/mig-stream-bench
+tools_bench_mig_stream_bench_SOURCES = tools/bench/mig-stream-bench.c
+tools_bench_mig_stream_bench_CFLAGS = $(MIG_CFLAGS)
+tools_bench_mig_stream_bench_LDADD = $(MIG_LIBS) $(CLUSTER_LIBS)
+
 EXTRA_DIST += migration/README.md
