@@ -220,8 +220,8 @@ def test(lab: Lab):
 
     # n3 is dead: it is refused as a target; with n2 dead too, n1 is alone
     # and not quorate: nothing can be asked of it.
-    wait_until("n3 offline", lambda: not {n["name"]: n for n in vireo_json(
-        lab, "n1", "node", "list")}["n3"]["online"], 20)
+    wait_until("n3 offline", lambda: {n["name"]: n for n in vireo_json(
+        lab, "n1", "node", "list")}["n3"]["state"] == "offline", 20)
     expect_refused(lab, [VM, "--to", "n3"], ["n3 is offline"])
     lab.run("kill", "n2")
     wait_until("n1 not quorate", lambda: not (lab.status("n1") or {}).get("quorate", True), 20)
