@@ -3,8 +3,12 @@
  * the VM is on the target (seconds to minutes), so it runs in a worker
  * thread; the thread posts its result to the main loop, which reports
  * HV_EVENT_MIGRATION_DONE.
- * libvirt connections are thread-safe, and our event loop takes libvirt's
- * watch updates from any thread (libvirt_events.c). */
+ * The thread makes its own connection to the daemon: a migrate call in
+ * flight on the loop's connection holds up every other call on it (the
+ * daemon answers one connection's calls in turn, measured: vireod's loop
+ * stalled 5-8 s during a bandwidth-capped migration), while a second
+ * connection is answered at once. Our event loop takes libvirt's watch
+ * updates from any thread (libvirt_events.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,6 +29,8 @@ struct hv_migration {
 	char name[HV_NAME_MAX + 1];
 	char *dest_uri;
 	char *data_uri;
+	char *local_uri;            /* the thread's own connection */
+	char uuid[VIR_UUID_STRING_BUFLEN];
 	uint64_t bandwidth_mibps;
 	bool unsafe;
 	bool live;
@@ -40,6 +46,7 @@ static void migration_free(struct hv_migration *m)
 	virDomainFree(m->dom);
 	free(m->dest_uri);
 	free(m->data_uri);
+	free(m->local_uri);
 	free(m);
 }
 
@@ -86,6 +93,8 @@ static void *migration_thread(void *data)
 			     VIR_MIGRATE_UNDEFINE_SOURCE | VIR_MIGRATE_ABORT_ON_ERROR;
 	virTypedParameterPtr params = NULL;
 	int nparams = 0, maxparams = 0;
+	virConnectPtr conn = NULL;
+	virDomainPtr dom = NULL;
 
 	if (m->live)
 		flags |= VIR_MIGRATE_LIVE;
@@ -101,14 +110,14 @@ static void *migration_thread(void *data)
 	     virTypedParamsAddString(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI,
 				     m->data_uri) < 0)) {
 		m->rc = -ENOMEM;
-	} else if (virDomainMigrateToURI3(m->dom, m->dest_uri, params, (unsigned int)nparams,
+	} else if (!(conn = virConnectOpen(m->local_uri)) ||
+		   !(dom = virDomainLookupByUUIDString(conn, m->uuid)) ||
+		   virDomainMigrateToURI3(dom, m->dest_uri, params, (unsigned int)nparams,
 					  flags) < 0) {
 		char detail[384];
 		int code, int1;
-		virConnectPtr conn;
 
 		hv_lv_last_error(&code, &int1, detail, sizeof(detail));
-		conn = virDomainGetConnect(m->dom);
 		m->rc = hv_libvirt_errno(HV_OP_MIGRATE, code, int1,
 					 conn && virConnectIsAlive(conn) == 1);
 		hv_libvirt_op_message(HV_OP_MIGRATE, m->rc, m->name, detail, m->message,
@@ -123,6 +132,10 @@ static void *migration_thread(void *data)
 		snprintf(m->message, sizeof(m->message), "cannot %s VM %s (%s)", how(m), m->name,
 			 strerror(-m->rc));
 	virTypedParamsFree(params, nparams);
+	if (dom)
+		virDomainFree(dom);
+	if (conn)
+		virConnectClose(conn);
 	/* Retried because the loop must hear of it, or disconnect would wait forever. */
 	while (hv_libvirt_events_post(migration_done, m) == -ENOMEM)
 		sched_yield();
@@ -167,8 +180,13 @@ int hv_lv_migrate(struct hv_conn *c, const char *name, const struct hv_migrate_p
 	}
 	rc = -ENOMEM;
 	if (!(m = calloc(1, sizeof(*m))) || !(m->dest_uri = strdup(p->dest_uri)) ||
+	    !(m->local_uri = strdup(c->uri)) ||
 	    (p->data_uri && !(m->data_uri = strdup(p->data_uri))))
 		goto cleanup;
+	if (virDomainGetUUIDString(dom, m->uuid) < 0) {
+		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
+		goto cleanup;
+	}
 	m->c = c;
 	m->dom = dom;
 	snprintf(m->name, sizeof(m->name), "%s", name);
@@ -189,6 +207,7 @@ cleanup:
 	if (m) {
 		free(m->dest_uri);
 		free(m->data_uri);
+		free(m->local_uri);
 	}
 	free(m);
 	if (dom)

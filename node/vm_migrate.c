@@ -266,7 +266,10 @@ static void source_fail(struct node_daemon *d, struct node_migration *r, const c
 		}
 		resumed = node_now_wall_ms();
 	}
-	propose_end(d, r, false, why, r->paused_wall_ms && resumed ?
+	/* libvirt resumed it by now if we did not: paused until about now. */
+	if (!resumed && r->paused_wall_ms && dom && dom->state == HV_STATE_RUNNING)
+		resumed = node_now_wall_ms();
+	propose_end(d, r, false, why, r->paused_wall_ms && resumed > r->paused_wall_ms ?
 		    (uint64_t)(resumed - r->paused_wall_ms) : 0, resumed);
 }
 
