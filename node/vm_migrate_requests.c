@@ -68,6 +68,10 @@ void node_vm_handle_migrate(struct node_daemon *d, struct node_ipc_call *call,
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
 		return;
 	}
+	/* A node outside the quorate partition has a stale view: say that,
+	 * not what the stale view would refuse. */
+	if (!node_may_propose(d, call))
+		return;
 	cs = cluster_engine_state(d->engine);
 	if (!(vm = cluster_vm_find(cs, r->name))) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
