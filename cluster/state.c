@@ -114,7 +114,7 @@ Vireo__NodeInfo *cluster_state_node(const cluster_state *st, uint32_t id)
 	return NULL;
 }
 
-static const Vireo__NodeInfo *node_by_name(const cluster_state *st, const char *name)
+Vireo__NodeInfo *cluster_state_node_by_name(const cluster_state *st, const char *name)
 {
 	for (size_t i = 0; i < st->n_nodes; i++)
 		if (strcmp(st->nodes[i]->name, name) == 0)
@@ -219,7 +219,7 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 	    strlen(a->version) > CLUSTER_NAME_MAX || strlen(a->pool_message) > CLUSTER_TEXT_MAX ||
 	    strlen(a->accel) > CLUSTER_NAME_MAX || strlen(a->pool_id) > CLUSTER_NAME_MAX)
 		return -EINVAL;
-	same_name = node_by_name(st, a->name);
+	same_name = cluster_state_node_by_name(st, a->name);
 	if (same_name && same_name->id != a->id)
 		return -EINVAL;
 	if (!(n = cluster_state_node(st, a->id))) {

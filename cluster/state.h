@@ -36,6 +36,7 @@ int cluster_state_digest(const cluster_state *st, struct cluster_digest *d);
 void cluster_digest_hex(const struct cluster_digest *d, char out[2 * CLUSTER_DIGEST_LEN + 1]);
 
 Vireo__NodeInfo *cluster_state_node(const cluster_state *st, uint32_t id);
+Vireo__NodeInfo *cluster_state_node_by_name(const cluster_state *st, const char *name);
 
 /* The one rule for names in the cluster (nodes, the cluster, VMs, images):
  * 1 to CLUSTER_NAME_MAX letters, digits, '-', '_' or '.'. */

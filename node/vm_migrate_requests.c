@@ -15,14 +15,6 @@
  * longer a live migration. */
 #define MAX_DOWNTIME_LIMIT_MS 60000u
 
-static const Vireo__NodeInfo *node_by_name(const cluster_state *cs, const char *name)
-{
-	for (size_t i = 0; i < cs->n_nodes; i++)
-		if (strcmp(cs->nodes[i]->name, name) == 0)
-			return cs->nodes[i];
-	return NULL;
-}
-
 static void handle_cancel(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Vm *vm)
 {
 	const cluster_state *cs = cluster_engine_state(d->engine);
@@ -82,7 +74,7 @@ void node_vm_handle_migrate(struct node_daemon *d, struct node_ipc_call *call,
 		handle_cancel(d, call, vm);
 		return;
 	}
-	if (r->target[0] && !(target = node_by_name(cs, r->target))) {
+	if (r->target[0] && !(target = cluster_state_node_by_name(cs, r->target))) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "no node named %s in the cluster; see vireo node list", r->target);
 		return;

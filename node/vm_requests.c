@@ -492,10 +492,9 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 		spec.uuid = uuid;
 	}
 	if (r->node[0]) {
-		spec.pinned_node = 0;
-		for (size_t i = 0; i < cs->n_nodes; i++)
-			if (strcmp(cs->nodes[i]->name, r->node) == 0)
-				spec.pinned_node = cs->nodes[i]->id;
+		const Vireo__NodeInfo *pin = cluster_state_node_by_name(cs, r->node);
+
+		spec.pinned_node = pin ? pin->id : 0;
 		if (!spec.pinned_node) {
 			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 					       "no node named %s in this cluster; see vireo node list",
