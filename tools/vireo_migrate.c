@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster/vm_migrate.h"
 #include "tools/vireo_cli.h"
 
 #define POLL_NS 100000000L      /* 0.1 s: progress is reported every T/4 */
@@ -26,21 +27,6 @@ struct migrate_opts {
 	uint32_t max_downtime_ms;
 	uint32_t bandwidth_mibps;
 };
-
-static const char *kind_name(Vireo__MigrationKind k)
-{
-	return k == VIREO__MIGRATION_KIND__MIGRATION_LIVE ? "live" : "quick";
-}
-
-static const char *phase_name(Vireo__MigrationPhase p)
-{
-	switch (p) {
-	case VIREO__MIGRATION_PHASE__MIGRATION_PREPARING: return "preparing";
-	case VIREO__MIGRATION_PHASE__MIGRATION_STREAMING: return "streaming";
-	case VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED: return "committed";
-	default: return "unknown";
-	}
-}
 
 static const char *node_name(const Vireo__VmListReply *lr, uint32_t id)
 {
@@ -73,7 +59,7 @@ static void show_progress(const struct cli *cli, const Vireo__VmListReply *lr, c
 		json_object_object_add(o, "event", json_object_new_string("progress"));
 		json_object_object_add(o, "name", json_object_new_string(vm->spec->name));
 		json_object_object_add(o, "id", json_object_new_int64((int64_t)m->id));
-		json_object_object_add(o, "phase", json_object_new_string(phase_name(m->phase)));
+		json_object_object_add(o, "phase", json_object_new_string(cluster_migration_phase_name(m->phase)));
 		json_object_object_add(o, "bytes_raw", json_object_new_int64((int64_t)m->bytes_raw));
 		json_object_object_add(o, "bytes_sent", json_object_new_int64((int64_t)m->bytes_sent));
 		json_object_object_add(o, "rate_mibps", json_object_new_int64(m->rate_mibps));
@@ -97,7 +83,7 @@ static void show_progress(const struct cli *cli, const Vireo__VmListReply *lr, c
 		memset(bar + filled, '.', (size_t)(20 - filled));
 		bar[20] = '\0';
 		fprintf(stderr, "\r%s -> %s [%s] %-9s %8.1f MiB state, %7.1f MiB sent (%4.1fx) %5u MiB/s ",
-			node_name(lr, m->source), node_name(lr, m->target), bar, phase_name(m->phase),
+			node_name(lr, m->source), node_name(lr, m->target), bar, cluster_migration_phase_name(m->phase),
 			(double)m->bytes_raw / MIB, (double)m->bytes_sent / MIB,
 			ratio(m->bytes_raw, m->bytes_sent), m->rate_mibps);
 	}
@@ -118,7 +104,7 @@ static bool show_result(const struct cli *cli, const Vireo__VmListReply *lr, con
 		json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
 		json_object_object_add(o, "name", json_object_new_string(vm->spec->name));
 		json_object_object_add(o, "id", json_object_new_int64((int64_t)r->id));
-		json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
+		json_object_object_add(o, "kind", json_object_new_string(cluster_migration_kind_name(r->kind)));
 		json_object_object_add(o, "source", json_object_new_string(node_name(lr, r->source)));
 		json_object_object_add(o, "target", json_object_new_string(node_name(lr, r->target)));
 		json_object_object_add(o, "node", json_object_new_string(node_name(lr, vm->owner)));
@@ -138,7 +124,7 @@ static bool show_result(const struct cli *cli, const Vireo__VmListReply *lr, con
 	} else if (r->ok) {
 		printf("%s: migrated %s -> %s (%s) in %" PRIu64 " ms, downtime %" PRIu64 " ms; "
 		       "%.1f MiB of state, %.1f MiB sent (%.1fx)\n", vm->spec->name,
-		       node_name(lr, r->source), node_name(lr, r->target), kind_name(r->kind),
+		       node_name(lr, r->source), node_name(lr, r->target), cluster_migration_kind_name(r->kind),
 		       r->total_ms, r->downtime_ms, (double)r->bytes_raw / MIB,
 		       (double)r->bytes_sent / MIB, ratio(r->bytes_raw, r->bytes_sent));
 	} else {
@@ -303,7 +289,7 @@ int vireo_vm_migrate(const struct cli *cli, int argc, char **argv)
 			printf("%s: cancel requested (migration %" PRIu64 ")\n", o.name, id);
 		} else {
 			printf("%s: %s migration to %s begun (id %" PRIu64 "); follow it with vireo vm "
-			       "show %s\n", o.name, kind_name(vm->migration->kind),
+			       "show %s\n", o.name, cluster_migration_kind_name(vm->migration->kind),
 			       node_name(lr, vm->migration->target), id, o.name);
 		}
 		vireo__response__free_unpacked(resp, NULL);

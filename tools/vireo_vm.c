@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cluster/vm.h"
+#include "cluster/vm_migrate.h"
 #include "tools/vireo_cli.h"
 
 /* Start, stop and restart wait for the outcome: vireod gives each phase
@@ -115,11 +116,6 @@ static json_object *string_or_null(const char *s)
 	return s[0] ? json_object_new_string(s) : NULL;
 }
 
-static const char *kind_name(Vireo__MigrationKind k)
-{
-	return k == VIREO__MIGRATION_KIND__MIGRATION_LIVE ? "live" : "quick";
-}
-
 static void add_u64(json_object *o, const char *key, uint64_t v)
 {
 	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
@@ -127,15 +123,14 @@ static void add_u64(json_object *o, const char *key, uint64_t v)
 
 static json_object *migration_json(const Vireo__VmListReply *lr, const Vireo__VmMigration *m)
 {
-	static const char *phases[] = { "preparing", "streaming", "committed" };
 	json_object *o = json_object_new_object();
 
 	add_u64(o, "id", m->id);
-	json_object_object_add(o, "kind", json_object_new_string(kind_name(m->kind)));
+	json_object_object_add(o, "kind", json_object_new_string(cluster_migration_kind_name(m->kind)));
 	json_object_object_add(o, "source", node_name_json(lr, m->source));
 	json_object_object_add(o, "target", node_name_json(lr, m->target));
 	json_object_object_add(o, "phase", json_object_new_string(
-		(unsigned)m->phase < 3 ? phases[m->phase] : "unknown"));
+		cluster_migration_phase_name(m->phase)));
 	json_object_object_add(o, "cancel", json_object_new_boolean(m->cancel));
 	add_u64(o, "bytes_raw", m->bytes_raw);
 	add_u64(o, "bytes_sent", m->bytes_sent);
@@ -152,7 +147,7 @@ static json_object *result_json(const Vireo__VmListReply *lr, const Vireo__Migra
 
 	add_u64(o, "id", r->id);
 	json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-	json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
+	json_object_object_add(o, "kind", json_object_new_string(cluster_migration_kind_name(r->kind)));
 	json_object_object_add(o, "source", node_name_json(lr, r->source));
 	json_object_object_add(o, "target", node_name_json(lr, r->target));
 	add_u64(o, "downtime_ms", r->downtime_ms);
@@ -317,15 +312,13 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	printf("%-12s %u\n", "restarts:", vm->restarts);
 	if (vm->migration)
 		printf("%-12s %s to %s, %s, %.1f MiB of state sent as %.1f MiB%s\n", "migrating:",
-		       kind_name(vm->migration->kind), owner_name(lr, vm->migration->target),
-		       vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED ? "committed" :
-		       vm->migration->phase == VIREO__MIGRATION_PHASE__MIGRATION_STREAMING ? "streaming" :
-		       "preparing", (double)vm->migration->bytes_raw / 1048576.0,
+		       cluster_migration_kind_name(vm->migration->kind), owner_name(lr, vm->migration->target),
+		       cluster_migration_phase_name(vm->migration->phase), (double)vm->migration->bytes_raw / 1048576.0,
 		       (double)vm->migration->bytes_sent / 1048576.0,
 		       vm->migration->cancel ? " (cancel requested)" : "");
 	if (vm->last_migration)
 		printf("%-12s %s %s -> %s: %s (downtime %" PRIu64 " ms, total %" PRIu64 " ms)%s%s\n",
-		       "migrated:", kind_name(vm->last_migration->kind),
+		       "migrated:", cluster_migration_kind_name(vm->last_migration->kind),
 		       owner_name(lr, vm->last_migration->source),
 		       owner_name(lr, vm->last_migration->target),
 		       vm->last_migration->ok ? "ok" : "failed", vm->last_migration->downtime_ms,
