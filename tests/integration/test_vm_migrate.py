@@ -133,12 +133,19 @@ def fault_corrupt(lab, src, dst):
     log(f"corrupted chunk refused: {res['message']!r}; the guest runs on {src}")
 
 
-def cancel(lab, src, dst):
+def slow_migration_streaming(lab, src, dst):
+    """Begins a bandwidth-capped migration and waits until its state flows;
+    returns what check_same_boot needs: (boot_id, last heartbeat, ACKED so far)."""
     boot, n = current_boot(lab, VM)
     acks = acked(console_text(lab, VM))
     migrate(lab, VM, "--to", dst, "--bandwidth", SLOW_MIBPS, "--no-wait", node=src)
     wait_vm(lab, VM, lambda v: v and v["migration"] and v["migration"]["bytes_raw"] > 0,
             "streaming", timeout=30)
+    return boot, n, acks
+
+
+def cancel(lab, src, dst):
+    boot, n, acks = slow_migration_streaming(lab, src, dst)
     _, res, err = migrate(lab, "--cancel", VM, node=dst)
     check(res and not res["ok"] and "cancelled" in res["message"], "cancel: %s %s", res, err)
     check_once_on(lab, VM, src, [src, dst])
@@ -147,11 +154,7 @@ def cancel(lab, src, dst):
 
 
 def kill_source_vireod(lab, src, dst):
-    boot, n = current_boot(lab, VM)
-    acks = acked(console_text(lab, VM))
-    migrate(lab, VM, "--to", dst, "--bandwidth", SLOW_MIBPS, "--no-wait", node=src)
-    wait_vm(lab, VM, lambda v: v and v["migration"] and v["migration"]["bytes_raw"] > 0,
-            "streaming", timeout=30)
+    boot, n, acks = slow_migration_streaming(lab, src, dst)
     lab.run("stop-daemon", src, "vireod")
     lab.run("start-daemon", src, "vireod")
     v, took = wait_vm(lab, VM, lambda v: v and v["state"] == "running", "running again",
@@ -166,11 +169,7 @@ def kill_source_vireod(lab, src, dst):
 
 
 def kill_target_host(lab, src, dst):
-    boot, n = current_boot(lab, VM)
-    acks = acked(console_text(lab, VM))
-    migrate(lab, VM, "--to", dst, "--bandwidth", SLOW_MIBPS, "--no-wait", node=src)
-    wait_vm(lab, VM, lambda v: v and v["migration"] and v["migration"]["bytes_raw"] > 0,
-            "streaming", timeout=30)
+    boot, n, acks = slow_migration_streaming(lab, src, dst)
     lab.run("kill", dst)
     v, took = wait_vm(lab, VM, lambda v: v and v["state"] == "running", "running again",
                       node=src, timeout=60)
