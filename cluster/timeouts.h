@@ -16,6 +16,32 @@
  * A node that loses corosync altogether reconnects with backoff between
  * VIREO_RECONNECT_MIN_MS(T) and VIREO_RECONNECT_MAX_MS(T).
  *
+ * Failover of the HA VMs of a host lost at t=0 (doc/failover.md):
+ *
+ *   t = D = 2.2 T    detection: the survivors' membership no longer has it;
+ *                    the manager marks its VMs 'fencing' (VmFence) and starts
+ *                    counting, on its own monotonic clock
+ *   cut-off side     at D (+ at most VIREO_FENCE_SKEW_MS) it learns from
+ *                    votequorum that it lost quorum; vireod destroys its HA
+ *                    guests, and if vireod does not confirm that within
+ *                    VIREO_SELF_FENCE_MS the watchdog (which watches quorum
+ *                    itself) kills them; SIGKILL and reaping take at most
+ *                    VIREO_FENCE_KILL_MS
+ *   t = D + F        F = VIREO_FENCE_DELAY_MS = skew + self-fence + kill:
+ *                    past this deadline no guest of the lost host runs.
+ *                    Fence confirmed when it has passed AND the VMs' disk
+ *                    leases are free (the last line: a frozen host still
+ *                    holds them); a host that said it stops cleanly
+ *                    (NodeLeaving) adds its grace
+ *   t = D + F + p    VmFenced: 'recovering'; the manager places each VM on a
+ *                    survivor by policy (VmAssign): p is one log round trip
+ *   + start + boot   the new owner defines and starts it from the shared disk
+ *
+ * A quorate vireod feeds its watchdog every VIREO_WATCHDOG_FEED_MS; one that
+ * is silent for VIREO_WATCHDOG_TIMEOUT_MS is hung: the watchdog kills its
+ * guests and vireod itself, so the cluster sees the node leave and fails it
+ * over; a vireod that dies outright is noticed at once (the socket closes).
+ *
  * All macros take the token in milliseconds and give milliseconds. */
 #ifndef VIREO_CLUSTER_TIMEOUTS_H
 #define VIREO_CLUSTER_TIMEOUTS_H
@@ -85,5 +111,26 @@
 /* After the commit the target waits this long for the guest to appear
  * before it declares the state lost (only after a source restart). */
 #define VIREO_MIGRATION_LANDING_MS(t)  (t)
+
+/* Fencing (node/fence.c, node/watchdog.c, cluster/manager.c); the
+ * timeline is at the top of this file. */
+#define VIREO_WATCHDOG_FEED_MS(t)      ((t) / 5u)
+/* Long enough for the longest main-loop pass (starting several guests),
+ * since only a vireod hung while its host stays in the membership waits
+ * this long: a cut-off host is fenced on quorum loss, not on silence. */
+#define VIREO_WATCHDOG_TIMEOUT_MS(t)   (5u * (t))
+#define VIREO_SELF_FENCE_MS(t)         ((t) / 2u)
+#define VIREO_FENCE_SKEW_MS(t)         ((t) / 4u)
+#define VIREO_FENCE_KILL_MS(t)         ((t) / 4u)
+#define VIREO_FENCE_DELAY_MS(t) \
+	(VIREO_FENCE_SKEW_MS(t) + VIREO_SELF_FENCE_MS(t) + VIREO_FENCE_KILL_MS(t))
+/* A vireod stopping cleanly keeps its guests running this long for the
+ * next vireod (an upgrade, a restart) before its watchdog kills them. */
+#define VIREO_LEAVE_GRACE_MS(t)        (10u * (t))
+/* The manager re-reads a lease it found held this often. */
+#define VIREO_LEASE_RECHECK_MS(t)      ((t) / 4u)
+/* HA VMs relocated more often than max_relocations within this window
+ * are 'error' (a VM that takes down every host it lands on). */
+#define VIREO_RELOCATION_WINDOW_MS(t)  (300u * (t))
 
 #endif
