@@ -1,5 +1,6 @@
 /* Cluster state: construction, snapshots, digest and apply(). Pure. */
 #include "cluster/state.h"
+#include "cluster/group.h"
 #include "cluster/vm.h"
 
 #include <errno.h>
@@ -346,6 +347,11 @@ int cluster_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_END:
 		rc = cluster_vm_apply(st, op);
 		break;
+	case VIREO__OP__BODY_GROUP_CREATE:
+	case VIREO__OP__BODY_GROUP_DELETE:
+	case VIREO__OP__BODY_GROUP_MEMBERS:
+		rc = cluster_group_apply(st, op);
+		break;
 	default:
 		rc = -EINVAL;
 		break;
@@ -375,6 +381,9 @@ const char *cluster_op_name(const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_CANCEL: return "vm-migrate-cancel";
 	case VIREO__OP__BODY_VM_MIGRATE_COMMIT: return "vm-migrate-commit";
 	case VIREO__OP__BODY_VM_MIGRATE_END: return "vm-migrate-end";
+	case VIREO__OP__BODY_GROUP_CREATE: return "group-create";
+	case VIREO__OP__BODY_GROUP_DELETE: return "group-delete";
+	case VIREO__OP__BODY_GROUP_MEMBERS: return "group-members";
 	default: return "unknown";
 	}
 }
