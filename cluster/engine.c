@@ -2,6 +2,7 @@
  * duties of a member (announce itself) and of the manager (record
  * membership). See engine.h for the protocol. */
 #include "cluster/engine.h"
+#include "cluster/manager.h"
 #include "cluster/vm.h"
 
 #include <errno.h>
@@ -52,7 +53,17 @@ struct cluster_engine {
 	struct cluster_send_queue sendq;
 	uint64_t next_request_id;
 	uint64_t duty_request_id;            /* last duty op proposed, 0 = none in flight */
-	bool duties_blocked;                 /* a duty op was rejected: wait for the next round */
+	bool duties_blocked;                 /* a duty op was rejected: wait for a change */
+	uint64_t blocked_version;            /* ... of the state, or a token's time */
+	uint64_t blocked_ms;
+
+	/* For the manager's fence deadlines, on this node's monotonic clock:
+	 * when each node was last seen leaving the membership, and since when
+	 * this node is in the quorate partition (it cannot vouch for longer). */
+	struct { uint32_t node; uint64_t left_ms; } departures[CLUSTER_MAX_MEMBERS];
+	size_t n_departures;
+	uint64_t quorate_since_ms;
+	uint32_t token_ms;
 
 	struct peer_report peers[CLUSTER_MAX_MEMBERS];
 	size_t n_peers;
@@ -62,6 +73,11 @@ struct cluster_engine {
 };
 
 static void duties(struct cluster_engine *e);
+
+static uint64_t mono_now(struct cluster_engine *e)
+{
+	return e->env.mono_ms ? e->env.mono_ms(e->env.ctx) : e->now_ms;
+}
 
 static const struct cluster_digest *current_digest(struct cluster_engine *e)
 {
@@ -146,9 +162,13 @@ static void apply_op(struct cluster_engine *e, const Vireo__Op *op)
 		       cluster_op_name(op), op->origin, op->request_id, strerror(-rc));
 	if (op->origin == e->facts.id && e->duty_request_id && op->request_id >= e->duty_request_id) {
 		e->duty_request_id = 0;
-		/* Retrying a rejected duty would loop; the next round tries again. */
-		if (rc < 0 && rc != -EALREADY)
+		/* Retrying a rejected duty at once would loop: wait until the
+		 * state changes or a token's time passes. */
+		if (rc < 0 && rc != -EALREADY) {
 			e->duties_blocked = true;
+			e->blocked_version = e->state->version;
+			e->blocked_ms = mono_now(e);
+		}
 	}
 	if (e->env.applied)
 		e->env.applied(e->env.ctx, op, rc);
@@ -470,6 +490,60 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static void note_departure(struct cluster_engine *e, uint32_t node, uint64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < e->n_departures && e->departures[i].node != node; i++)
+		;
+	if (i == e->n_departures) {
+		if (i == CLUSTER_MAX_MEMBERS)
+			return;   /* unknown: absent_ms counts from quorate_since_ms */
+		e->n_departures++;
+	}
+	e->departures[i].node = node;
+	e->departures[i].left_ms = now;
+}
+
+static bool in_list(const uint32_t *list, size_t n, uint32_t node)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i] == node)
+			return true;
+	return false;
+}
+
+/* Members that are not in the new membership left now. */
+static void record_departures(struct cluster_engine *e, const uint32_t *members, size_t n)
+{
+	uint64_t now = mono_now(e);
+
+	for (size_t i = 0; i < e->n_members; i++)
+		if (!in_list(members, n, e->members[i]))
+			note_departure(e, e->members[i], now);
+}
+
+static uint64_t absent_ms(void *ctx, uint32_t node)
+{
+	struct cluster_engine *e = ctx;
+	uint64_t now = mono_now(e), since = e->quorate_since_ms;
+
+	if (member_index(e, node) >= 0)
+		return 0;
+	for (size_t i = 0; i < e->n_departures; i++)
+		if (e->departures[i].node == node && e->departures[i].left_ms > since)
+			since = e->departures[i].left_ms;
+	return now > since ? now - since : 0;
+}
+
+static int leases_free(void *ctx, const Vireo__Vm *vm)
+{
+	struct cluster_engine *e = ctx;
+
+	/* Without a way to look, nothing is proven. */
+	return e->env.leases_free ? e->env.leases_free(e->env.ctx, vm) : -EAGAIN;
+}
+
 void cluster_engine_membership(struct cluster_engine *e, const uint32_t *members, size_t n)
 {
 	if (n > CLUSTER_MAX_MEMBERS) {
@@ -477,6 +551,7 @@ void cluster_engine_membership(struct cluster_engine *e, const uint32_t *members
 		       CLUSTER_MAX_MEMBERS);
 		n = CLUSTER_MAX_MEMBERS;
 	}
+	record_departures(e, members, n);
 	memcpy(e->members, members, n * sizeof(*members));
 	qsort(e->members, n, sizeof(*members), cmp_u32);
 	e->n_members = n;
@@ -490,6 +565,8 @@ void cluster_engine_quorum(struct cluster_engine *e, bool quorate)
 	if (quorate == e->quorate)
 		return;
 	e->quorate = quorate;
+	if (quorate)
+		e->quorate_since_ms = mono_now(e);
 	qb_log(quorate ? LOG_NOTICE : LOG_WARNING, "this node is %s",
 	       quorate ? "in the quorate partition" : "NOT in the quorate partition");
 	if (!quorate) {
@@ -535,6 +612,9 @@ void cluster_engine_tick(struct cluster_engine *e, uint64_t now_ms, uint32_t tok
 	if (!e->syncing && e->state->version != e->reported_version &&
 	    now_ms - e->last_report_ms >= VIREO_DIGEST_REPORT_MS(token_ms))
 		report_digest(e);
+	e->token_ms = token_ms;
+	/* Time alone moves the manager on (fence deadlines). */
+	duties(e);
 }
 
 static int propose(struct cluster_engine *e, Vireo__Op *op, uint64_t *request_id)
@@ -580,46 +660,26 @@ static void propose_duty(struct cluster_engine *e, Vireo__Op *op)
 		e->duty_request_id = id;
 }
 
-/* The manager's placement duty: a VM that should run and has no node gets
- * one (VmAssign, the next generation) or a reason why it waits (VmPending).
- * The decision itself is cluster_vm_place_next(), pure: only members whose
- * pool is usable and the cluster's, and whose acceleration is known, may
- * take VMs. */
-static void place_vms(struct cluster_engine *e)
+/* The manager's decisions (manager.c), pure: this engine supplies the
+ * membership, how long lost nodes have been gone on its own clock, and the
+ * host's word on disk leases. */
+static void manage(struct cluster_engine *e)
 {
-	const cluster_state *st = e->state;
-	uint32_t eligible[CLUSTER_MAX_MEMBERS];
-	size_t n = 0;
-	const Vireo__Vm *vm = NULL;
-	uint32_t node = 0;
-	char reason[CLUSTER_TEXT_MAX];
-	Vireo__Op op = VIREO__OP__INIT;
-	Vireo__VmAssign assign = VIREO__VM_ASSIGN__INIT;
-	Vireo__VmPending pending = VIREO__VM_PENDING__INIT;
+	struct cluster_manager_env env = { .ctx = e, .absent_ms = absent_ms, .leases_free = leases_free };
+	struct cluster_manager_view v = {
+		.st = e->state, .members = e->members, .n_members = e->n_members,
+		.token_ms = e->token_ms ? e->token_ms : VIREO_DEFAULT_TOKEN_MS, .env = &env,
+	};
+	struct cluster_manager_op *out = malloc(sizeof(*out));
 
-	for (size_t i = 0; i < e->n_members; i++) {
-		const Vireo__NodeInfo *ni = cluster_state_node(st, e->members[i]);
-		/* The pool must be the cluster's: a node that checked before it
-		 * knew the cluster's pool id may have another one mounted. */
-		if (ni && ni->online && ni->pool_ok && ni->accel[0] &&
-		    strcmp(ni->pool_id, st->pool_id) == 0)
-			eligible[n++] = ni->id;
-	}
-	if (cluster_vm_place_next(st, eligible, n, &vm, &node, reason, sizeof(reason)) != 1)
+	if (!out)
 		return;
-	if (node) {
-		assign.name = vm->spec->name;
-		assign.owner = node;
-		assign.generation = vm->generation + 1;
-		op.body_case = VIREO__OP__BODY_VM_ASSIGN;
-		op.vm_assign = &assign;
-	} else {
-		pending.name = vm->spec->name;
-		pending.reason = reason;
-		op.body_case = VIREO__OP__BODY_VM_PENDING;
-		op.vm_pending = &pending;
+	if (cluster_manager_next(&v, out) == 1) {
+		if (out->op.body_case != VIREO__OP__BODY_VM_PENDING)
+			qb_log(LOG_INFO, "manager: proposing %s %s", cluster_op_name(&out->op), out->name);
+		propose_duty(e, &out->op);
 	}
-	propose_duty(e, &op);
+	free(out);
 }
 
 /* What a member does on its own once synced and quorate: announce itself;
@@ -630,6 +690,9 @@ static void duties(struct cluster_engine *e)
 	const cluster_state *st = e->state;
 	Vireo__Op op = VIREO__OP__INIT;
 
+	if (e->duties_blocked && (e->state->version != e->blocked_version ||
+				  mono_now(e) - e->blocked_ms >= (e->token_ms ? e->token_ms : VIREO_DEFAULT_TOKEN_MS)))
+		e->duties_blocked = false;
 	if (!e->connected || !e->quorate || e->syncing || e->duty_request_id || e->duties_blocked)
 		return;
 	if (facts_differ(e, cluster_state_node(st, e->facts.id))) {
@@ -670,20 +733,7 @@ static void duties(struct cluster_engine *e)
 		propose_duty(e, &op);
 		return;
 	}
-	for (size_t i = 0; i < st->n_nodes; i++) {
-		bool online = member_index(e, st->nodes[i]->id) >= 0;
-		Vireo__NodeMembership m = VIREO__NODE_MEMBERSHIP__INIT;
-
-		if (st->nodes[i]->online == online)
-			continue;
-		m.id = st->nodes[i]->id;
-		m.online = online;
-		op.body_case = VIREO__OP__BODY_NODE_MEMBERSHIP;
-		op.node_membership = &m;
-		propose_duty(e, &op);
-		return;
-	}
-	place_vms(e);
+	manage(e);
 }
 
 static void free_facts(struct cluster_local_facts *f)
@@ -807,4 +857,9 @@ bool cluster_engine_peer_digest(const struct cluster_engine *e, uint32_t node, u
 		}
 	}
 	return false;
+}
+
+void cluster_engine_kick(struct cluster_engine *e)
+{
+	duties(e);
 }

@@ -38,6 +38,13 @@ struct cluster_engine_env {
 	void (*state_changed)(void *ctx);
 	/* A sync round ended. */
 	void (*synced)(void *ctx);
+	/* Monotonic clock in ms, for the manager's fence deadlines; NULL: the
+	 * last tick's time. */
+	uint64_t (*mono_ms)(void *ctx);
+	/* Whether every disk lease of vm is free: 1, 0 (held), or -EAGAIN
+	 * while the host looks (it calls cluster_engine_kick when it knows).
+	 * NULL: never proven, so fences are never confirmed. */
+	int (*leases_free)(void *ctx, const Vireo__Vm *vm);
 	/* Snapshot chunk size; 0 for CLUSTER_SYNC_CHUNK_BYTES (tests make it small). */
 	size_t chunk_bytes;
 };
@@ -86,6 +93,9 @@ int cluster_engine_propose(struct cluster_engine *e, Vireo__Op *op, uint64_t *re
  * are copied). 0 or -ENOMEM. */
 int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char *pool_message,
 			      const char *pool_id, const char *accel);
+
+/* Something the manager waits for changed (a lease answer): run duties. */
+void cluster_engine_kick(struct cluster_engine *e);
 
 /* Read-only views. */
 const cluster_state *cluster_engine_state(const struct cluster_engine *e);

@@ -26,6 +26,9 @@
 #include <stdint.h>
 #include "cluster/state.h"
 
+/* Nodes the manager considers at once (as many as CPG members). */
+#define CLUSTER_MAX_NODES_MANAGED 64
+
 /* What the manager's host observed; the simulator scripts it. */
 struct cluster_manager_env {
 	void *ctx;

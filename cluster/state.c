@@ -267,12 +267,60 @@ static int apply_membership(cluster_state *st, const Vireo__Op *op)
 	if (n->online == m->online)
 		return -EALREADY;
 	n->online = m->online;
-	if (m->online)
+	if (m->online) {
 		n->joined_at_ms = op->time_ms;
+		n->leave_grace_ms = 0;   /* that of the stop it came back from */
+	}
 	else
 		n->left_at_ms = op->time_ms;
 	return cluster_event_addf(st, op->time_ms, m->id, "node %s (id %u) is %s", n->name, n->id,
 			  m->online ? "online" : "offline");
+}
+
+static const char *mode_name(Vireo__NodeMode m)
+{
+	switch (m) {
+	case VIREO__NODE_MODE__NODE_MAINTENANCE: return "maintenance";
+	case VIREO__NODE_MODE__NODE_EVACUATE: return "evacuation";
+	default: return "active";
+	}
+}
+
+static int apply_mode(cluster_state *st, const Vireo__Op *op)
+{
+	const Vireo__NodeModeChange *m = op->node_mode;
+	Vireo__NodeInfo *n = cluster_state_node(st, m->node);
+
+	if (!n || (m->mode != VIREO__NODE_MODE__NODE_ACTIVE &&
+		   m->mode != VIREO__NODE_MODE__NODE_MAINTENANCE &&
+		   m->mode != VIREO__NODE_MODE__NODE_EVACUATE))
+		return -EINVAL;
+	if (n->mode == m->mode)
+		return -EALREADY;
+	n->mode = m->mode;
+	n->mode_since_ms = op->time_ms;
+	if (m->mode == VIREO__NODE_MODE__NODE_ACTIVE)
+		return cluster_event_addf(st, op->time_ms, n->id, "node %s is active again%s%s",
+					  n->name, m->reason[0] ? ": " : "", m->reason);
+	return cluster_event_addf(st, op->time_ms, n->id, "node %s enters %s%s%s: its VMs move "
+				  "away", n->name, mode_name(m->mode), m->reason[0] ? ": " : "",
+				  m->reason);
+}
+
+/* Only the node itself says it leaves cleanly, while it is online. */
+static int apply_leaving(cluster_state *st, const Vireo__Op *op)
+{
+	const Vireo__NodeLeaving *l = op->node_leaving;
+	Vireo__NodeInfo *n = cluster_state_node(st, l->node);
+
+	if (!n || !n->online || op->origin != l->node)
+		return -EINVAL;
+	if (n->leave_grace_ms == l->grace_ms)
+		return -EALREADY;
+	n->leave_grace_ms = l->grace_ms;
+	return cluster_event_addf(st, op->time_ms, n->id, "vireod on node %s stops cleanly; its "
+				  "guests keep running for %llu ms for the next vireod", n->name,
+				  (unsigned long long)l->grace_ms);
 }
 
 static int apply_manager(cluster_state *st, const Vireo__Op *op)
@@ -334,6 +382,12 @@ int cluster_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_CLUSTER_CONFIG:
 		rc = apply_config(st, op);
 		break;
+	case VIREO__OP__BODY_NODE_MODE:
+		rc = apply_mode(st, op);
+		break;
+	case VIREO__OP__BODY_NODE_LEAVING:
+		rc = apply_leaving(st, op);
+		break;
 	case VIREO__OP__BODY_VM_CREATE:
 	case VIREO__OP__BODY_VM_DELETE:
 	case VIREO__OP__BODY_VM_DESIRED:
@@ -345,6 +399,8 @@ int cluster_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_CANCEL:
 	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
 	case VIREO__OP__BODY_VM_MIGRATE_END:
+	case VIREO__OP__BODY_VM_FENCE:
+	case VIREO__OP__BODY_VM_FENCED:
 		rc = cluster_vm_apply(st, op);
 		break;
 	case VIREO__OP__BODY_GROUP_CREATE:
@@ -381,6 +437,10 @@ const char *cluster_op_name(const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_CANCEL: return "vm-migrate-cancel";
 	case VIREO__OP__BODY_VM_MIGRATE_COMMIT: return "vm-migrate-commit";
 	case VIREO__OP__BODY_VM_MIGRATE_END: return "vm-migrate-end";
+	case VIREO__OP__BODY_VM_FENCE: return "vm-fence";
+	case VIREO__OP__BODY_VM_FENCED: return "vm-fenced";
+	case VIREO__OP__BODY_NODE_MODE: return "node-mode";
+	case VIREO__OP__BODY_NODE_LEAVING: return "node-leaving";
 	case VIREO__OP__BODY_GROUP_CREATE: return "group-create";
 	case VIREO__OP__BODY_GROUP_DELETE: return "group-delete";
 	case VIREO__OP__BODY_GROUP_MEMBERS: return "group-members";

@@ -1,6 +1,7 @@
 /* VMs in the cluster state: validation, apply() for the VM operations, and
  * placement. Pure: no clock, no I/O. */
 #include "cluster/vm.h"
+#include "cluster/group.h"
 #include "cluster/vm_migrate.h"
 
 #include <errno.h>
@@ -223,6 +224,7 @@ static int apply_delete(cluster_state *st, const Vireo__Op *op)
 		return -EBUSY;
 	for (i = 0; st->vms[i] != vm; i++)
 		;
+	cluster_group_forget_vm(st, vm->spec->name);
 	protobuf_c_message_free_unpacked(&vm->base, NULL);
 	memmove(&st->vms[i], &st->vms[i + 1], (st->n_vms - i - 1) * sizeof(vm));
 	st->n_vms--;
@@ -246,6 +248,17 @@ static int apply_desired(cluster_state *st, const Vireo__Op *op)
 		return -EALREADY;
 	vm->want_running = d->running;
 	vm->force_stop = !d->running && d->force;
+	/* Its node is lost: the fence decides (VmFenced: recovering if it
+	 * should run, stopped if not). */
+	if (vm->state == VIREO__VM_STATE__VM_FENCING)
+		return cluster_vm_set_message(vm, d->running ? "waiting until its lost node is "
+					      "proven stopped" : "stopped once its lost node is "
+					      "proven stopped");
+	if (vm->state == VIREO__VM_STATE__VM_RECOVERING && !d->running) {
+		vm->lost_node = 0;
+		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STOPPED, op->time_ms);
+		return cluster_vm_set_message(vm, "");
+	}
 	/* A migration finishes first (or rolls back); its end turns the VM
 	 * stopping if it should no longer run (cluster_vm_migrate_apply). */
 	if (vm->state == VIREO__VM_STATE__VM_MIGRATING)
@@ -256,6 +269,7 @@ static int apply_desired(cluster_state *st, const Vireo__Op *op)
 		return cluster_vm_set_message(vm, "stopping before it starts again");
 	if (d->running) {
 		vm->restarts = 0;
+		vm->relocations = 0;
 		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);
 		return cluster_vm_set_message(vm, "waiting for the manager to place it");
 	}
@@ -275,11 +289,12 @@ static int apply_assign(cluster_state *st, const Vireo__Op *op)
 	/* Only a placement made on the current generation counts: two managers
 	 * racing across a membership change cannot both assign. */
 	if (!vm || !n || !n->online || !vm->want_running || a->generation != vm->generation + 1 ||
-	    vm->state != VIREO__VM_STATE__VM_PENDING)
+	    (vm->state != VIREO__VM_STATE__VM_PENDING && vm->state != VIREO__VM_STATE__VM_RECOVERING))
 		return -EINVAL;
 	vm->owner = a->owner;
 	vm->generation = a->generation;
 	vm->restarts = 0;
+	vm->lost_node = 0;
 	cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STARTING, op->time_ms);
 	return cluster_vm_set_message(vm, "");
 }
@@ -288,10 +303,14 @@ static int apply_pending(cluster_state *st, const Vireo__Op *op)
 {
 	Vireo__Vm *vm = cluster_vm_find(st, op->vm_pending->name);
 
-	if (!vm || vm->state != VIREO__VM_STATE__VM_PENDING || !op->vm_pending->reason[0])
+	if (!vm || !op->vm_pending->reason[0] || (vm->state != VIREO__VM_STATE__VM_PENDING &&
+						   vm->state != VIREO__VM_STATE__VM_RECOVERING))
 		return -EINVAL;
-	if (strcmp(vm->message, op->vm_pending->reason) == 0)
+	if (vm->state == VIREO__VM_STATE__VM_PENDING && strcmp(vm->message, op->vm_pending->reason) == 0)
 		return -EALREADY;
+	/* A recovering VM that cannot be placed waits like any other. */
+	vm->lost_node = 0;
+	cluster_vm_set_state(vm, VIREO__VM_STATE__VM_PENDING, op->time_ms);
 	return cluster_vm_set_message(vm, op->vm_pending->reason);
 }
 
@@ -304,7 +323,8 @@ static int apply_report(cluster_state *st, const Vireo__Op *op)
 	/* Only the owner of the current generation speaks for a VM, and a
 	 * migrating VM is the migration's (VmMigrateEnd). */
 	if (!vm || op->origin != vm->owner || r->generation != vm->generation ||
-	    vm->state == VIREO__VM_STATE__VM_MIGRATING)
+	    vm->state == VIREO__VM_STATE__VM_MIGRATING || vm->state == VIREO__VM_STATE__VM_FENCING ||
+	    vm->state == VIREO__VM_STATE__VM_RECOVERING)
 		return -EINVAL;
 	if (s != VIREO__VM_STATE__VM_RUNNING && s != VIREO__VM_STATE__VM_STOPPED &&
 	    s != VIREO__VM_STATE__VM_ERROR && s != VIREO__VM_STATE__VM_STARTING)
@@ -334,6 +354,8 @@ int cluster_vm_apply(cluster_state *st, const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
 	case VIREO__OP__BODY_VM_MIGRATE_END:
 		return cluster_vm_migrate_apply(st, op);
+	case VIREO__OP__BODY_VM_FENCE: return cluster_vm_fence_apply(st, op);
+	case VIREO__OP__BODY_VM_FENCED: return cluster_vm_fenced_apply(st, op);
 	default: return -EINVAL;
 	}
 }
@@ -388,27 +410,102 @@ static bool is_online(const uint32_t *online, size_t n, uint32_t id)
 	return false;
 }
 
-/* Spread: the node with the fewest VMs, then the most free memory, then the
- * lowest id. */
-static uint32_t choose_node(const cluster_state *st, const uint32_t *online, size_t n_online,
-			    const Vireo__VmSpec *spec)
+/* Members of group other than vm that run on node (or are about to:
+ * starting, migrating there). */
+static uint32_t group_members_on(const cluster_state *st, const Vireo__VmGroup *g,
+				 const char *vm, uint32_t node)
+{
+	uint32_t count = 0;
+
+	for (size_t i = 0; g && i < g->n_vms; i++) {
+		const Vireo__Vm *m = cluster_vm_find(st, g->vms[i]);
+		bool incoming;
+
+		if (!m || strcmp(m->spec->name, vm) == 0)
+			continue;
+		incoming = m->state == VIREO__VM_STATE__VM_MIGRATING && m->migration &&
+			   m->migration->target == node;
+		if (incoming || (m->owner == node && cluster_vm_state_active(m->state) &&
+				 m->state != VIREO__VM_STATE__VM_FENCING &&
+				 m->state != VIREO__VM_STATE__VM_RECOVERING))
+			count++;
+	}
+	return count;
+}
+
+/* Where the other members of an affinity group run: the node with most of
+ * them, 0 when none runs. */
+static uint32_t affinity_home(const cluster_state *st, const Vireo__VmGroup *g, const char *vm)
 {
 	uint32_t best = 0, best_count = 0;
-	uint64_t best_free = 0;
+
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		uint32_t c = group_members_on(st, g, vm, st->nodes[i]->id);
+		if (c > best_count) {
+			best = st->nodes[i]->id;
+			best_count = c;
+		}
+	}
+	return best;
+}
+
+static uint32_t preference_rank(const Vireo__VmSpec *spec, uint32_t node)
+{
+	for (size_t i = 0; i < spec->n_preferred_nodes; i++)
+		if (spec->preferred_nodes[i] == node)
+			return (uint32_t)i;
+	return UINT32_MAX;
+}
+
+/* How good node is for the VM, lower first: the group's soft rule, the
+ * user's preference, then spreading (fewest VMs, most free memory). */
+struct node_score {
+	uint32_t group;      /* soft anti-affinity: members there; soft affinity: 0 at home */
+	uint32_t preference;
+	uint32_t count;
+	uint64_t free_mib;
+};
+
+static bool better(const struct node_score *a, const struct node_score *b)
+{
+	if (a->group != b->group)
+		return a->group < b->group;
+	if (a->preference != b->preference)
+		return a->preference < b->preference;
+	if (a->count != b->count)
+		return a->count < b->count;
+	return a->free_mib > b->free_mib;
+}
+
+/* The best node for vm among online, 0 when none may take it. The hard
+ * rules: pinning, room, a strict group. */
+static uint32_t choose_node(const cluster_state *st, const uint32_t *online, size_t n_online,
+			    const Vireo__Vm *vm)
+{
+	const Vireo__VmSpec *spec = vm->spec;
+	const Vireo__VmGroup *g = cluster_group_of(st, spec->name);
+	uint32_t home = g && g->affinity ? affinity_home(st, g, spec->name) : 0;
+	uint32_t best = 0;
+	struct node_score best_score = { 0 };
 
 	for (size_t i = 0; i < st->n_nodes; i++) {
 		const Vireo__NodeInfo *n = st->nodes[i];
-		uint32_t count;
-		uint64_t free_mib;
+		struct node_score sc = { 0 };
+		uint32_t members = g ? group_members_on(st, g, spec->name, n->id) : 0;
 
 		if (!n->online || !is_online(online, n_online, n->id) ||
 		    (spec->pinned_node && spec->pinned_node != n->id) ||
-		    !cluster_vm_fits(st, n, spec, &count, &free_mib))
+		    !cluster_vm_fits(st, n, spec, &sc.count, &sc.free_mib))
 			continue;
-		if (!best || count < best_count || (count == best_count && free_mib > best_free)) {
+		if (g && g->strict && ((g->affinity && home && n->id != home) ||
+				       (!g->affinity && members)))
+			continue;
+		if (g && !g->strict)
+			sc.group = g->affinity ? (home && n->id != home) : members;
+		sc.preference = preference_rank(spec, n->id);
+		if (!best || better(&sc, &best_score)) {
 			best = n->id;
-			best_count = count;
-			best_free = free_mib;
+			best_score = sc;
 		}
 	}
 	return best;
@@ -423,15 +520,40 @@ static int by_priority(const void *a, const void *b)
 	return strcmp(x->spec->name, y->spec->name);
 }
 
-static void why_pending(const Vireo__VmSpec *spec, char *reason, size_t reasonlen)
+static void why_pending(const cluster_state *st, const Vireo__Vm *vm, char *reason, size_t reasonlen)
 {
+	const Vireo__VmSpec *spec = vm->spec;
+	const Vireo__VmGroup *g = cluster_group_of(st, spec->name);
+	uint32_t home = g && g->affinity ? affinity_home(st, g, spec->name) : 0;
+	const Vireo__NodeInfo *h = home ? cluster_state_node(st, home) : NULL;
+
 	if (spec->pinned_node)
-		snprintf(reason, reasonlen, "its node (id %u) is offline or lacks %llu MiB of memory "
-			 "or %u vCPUs", spec->pinned_node, (unsigned long long)spec->memory_mib,
-			 spec->vcpus);
-	else
-		snprintf(reason, reasonlen, "no online node has %llu MiB of memory and %u vCPUs free",
+		snprintf(reason, reasonlen, "its node (id %u) is offline, unavailable or lacks %llu MiB "
+			 "of memory or %u vCPUs", spec->pinned_node,
 			 (unsigned long long)spec->memory_mib, spec->vcpus);
+	else if (g && g->strict && g->affinity && h)
+		snprintf(reason, reasonlen, "strict affinity group %s runs on %s, which is unavailable "
+			 "or lacks %llu MiB of memory or %u vCPUs", g->name, h->name,
+			 (unsigned long long)spec->memory_mib, spec->vcpus);
+	else if (g && g->strict && !g->affinity)
+		snprintf(reason, reasonlen, "strict anti-affinity group %s: every available node with "
+			 "%llu MiB of memory and %u vCPUs free runs a member already", g->name,
+			 (unsigned long long)spec->memory_mib, spec->vcpus);
+	else
+		snprintf(reason, reasonlen, "no available node has %llu MiB of memory and %u vCPUs free",
+			 (unsigned long long)spec->memory_mib, spec->vcpus);
+}
+
+static bool wants_node(const Vireo__Vm *vm)
+{
+	return vm->want_running && (vm->state == VIREO__VM_STATE__VM_PENDING ||
+				    vm->state == VIREO__VM_STATE__VM_RECOVERING);
+}
+
+uint32_t cluster_vm_choose_node(const cluster_state *st, const uint32_t *online, size_t n_online,
+				const Vireo__Vm *vm)
+{
+	return choose_node(st, online, n_online, vm);
 }
 
 int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_t n_online,
@@ -444,17 +566,18 @@ int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_
 	if (!pending)
 		return -ENOMEM;
 	for (size_t i = 0; i < st->n_vms; i++)
-		if (st->vms[i]->want_running && st->vms[i]->state == VIREO__VM_STATE__VM_PENDING)
+		if (wants_node(st->vms[i]))
 			pending[n++] = st->vms[i];
 	qsort(pending, n, sizeof(*pending), by_priority);
 	/* Highest priority first; one that cannot be placed and already says
 	 * why does not hold up the others (a smaller VM may still fit). */
 	for (size_t i = 0; i < n && !found; i++) {
-		*node = choose_node(st, online, n_online, pending[i]->spec);
+		*node = choose_node(st, online, n_online, pending[i]);
 		reason[0] = '\0';
 		if (!*node)
-			why_pending(pending[i]->spec, reason, reasonlen);
-		if (*node || strcmp(reason, pending[i]->message) != 0) {
+			why_pending(st, pending[i], reason, reasonlen);
+		if (*node || pending[i]->state == VIREO__VM_STATE__VM_RECOVERING ||
+		    strcmp(reason, pending[i]->message) != 0) {
 			*vm_out = pending[i];
 			found = 1;
 		}

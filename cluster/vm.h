@@ -11,6 +11,9 @@
 #define CLUSTER_VM_MIN_MEMORY_MIB 16u
 #define CLUSTER_VM_MAX_DISKS 16u
 #define CLUSTER_VM_MAX_NICS 8u
+/* HA failovers to another node within VIREO_RELOCATION_WINDOW_MS before a
+ * VM is 'error', when its spec says 0. */
+#define CLUSTER_VM_DEFAULT_MAX_RELOCATIONS 3u
 /* vCPUs a node may carry per physical CPU: guests rarely keep every vCPU busy. */
 #define CLUSTER_VCPU_OVERCOMMIT 4u
 
@@ -24,6 +27,9 @@ int cluster_vm_spec_check(const cluster_state *st, const Vireo__VmSpec *spec, ch
 
 /* apply() for the VM operations; same contract as cluster_apply(). */
 int cluster_vm_apply(cluster_state *st, const Vireo__Op *op);
+/* vm_fence.c: apply() for VmFence and VmFenced. */
+int cluster_vm_fence_apply(cluster_state *st, const Vireo__Op *op);
+int cluster_vm_fenced_apply(cluster_state *st, const Vireo__Op *op);
 
 const char *cluster_vm_state_name(Vireo__VmState s);
 
@@ -38,6 +44,11 @@ void cluster_vm_node_usage(const cluster_state *st, uint32_t node, uint64_t *mem
  * -ENOMEM. online lists the nodes that may take VMs. */
 int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_t n_online,
 			  const Vireo__Vm **vm, uint32_t *node, char *reason, size_t reasonlen);
+
+/* The node placement would choose for vm among online now (the same rules
+ * as cluster_vm_place_next), 0 when none may take it. */
+uint32_t cluster_vm_choose_node(const cluster_state *st, const uint32_t *online, size_t n_online,
+				const Vireo__Vm *vm);
 
 /* Shared with vm_migrate.c. */
 int cluster_vm_set_message(Vireo__Vm *vm, const char *text);

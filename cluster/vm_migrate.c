@@ -40,6 +40,13 @@ static int can_host(const cluster_state *st, const Vireo__NodeInfo *from, const 
 		snprintf(err, errlen, "node %s is offline", n->name);
 		return -EHOSTDOWN;
 	}
+	if (n->mode != VIREO__NODE_MODE__NODE_ACTIVE) {
+		snprintf(err, errlen, "node %s is in %s; it takes no VMs until it is active again "
+			 "(vireo node maintenance exit %s)", n->name,
+			 n->mode == VIREO__NODE_MODE__NODE_MAINTENANCE ? "maintenance" : "evacuation",
+			 n->name);
+		return -EMEDIUMTYPE;
+	}
 	if (!n->pool_ok || strcmp(n->pool_id, st->pool_id) != 0) {
 		snprintf(err, errlen, "node %s cannot use the cluster's shared pool%s%s", n->name,
 			 n->pool_message[0] ? ": " : "", n->pool_message);

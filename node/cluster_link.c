@@ -159,6 +159,17 @@ static int32_t corosync_ready(int32_t fd, int32_t revents, void *data)
 	return 0;
 }
 
+static uint64_t on_mono(void *ctx)
+{
+	(void)ctx;
+	return node_now_mono_ms();
+}
+
+static int on_leases_free(void *ctx, const Vireo__Vm *vm)
+{
+	return node_leases_free(ctx, vm);
+}
+
 static int create_engine(struct node_daemon *d)
 {
 	struct cluster_engine_env env = {
@@ -168,6 +179,8 @@ static int create_engine(struct node_daemon *d)
 		.applied = on_applied,
 		.state_changed = on_state_changed,
 		.synced = on_synced,
+		.mono_ms = on_mono,
+		.leases_free = on_leases_free,
 	};
 	struct cluster_local_facts facts = {
 		.id = cluster_corosync_local_id(d->coro),

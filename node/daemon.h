@@ -16,6 +16,7 @@ struct node_pool_watch;
 struct node_vms;
 struct node_vm_waiter;
 struct node_migrations;
+struct node_leases;
 struct hv_driver;
 struct hv_conn;
 struct hv_vm_info;
@@ -58,6 +59,7 @@ struct node_daemon {
 	struct node_vms *vms;                /* vm_local.c: the local resource manager */
 	struct node_vm_waiter *vm_waiters;   /* vm_requests.c: clients waiting for a VM */
 	struct node_migrations *migrations;  /* vm_migrate.c */
+	struct node_leases *leases;          /* lease_watch.c: the manager's lease checks */
 };
 
 uint64_t node_now_mono_ms(void);
@@ -119,6 +121,13 @@ void node_migrations_sweep(struct node_daemon *d, const cluster_state *st);
 void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev);
 void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 void node_migrations_arm_progress(struct node_daemon *d);
+
+/* lease_watch.c: whether the disk leases of every disk of vm are free (1),
+ * held (0), or not known yet (-EAGAIN: a check starts, and the engine is
+ * kicked when it answers). */
+int node_leases_start(struct node_daemon *d);
+void node_leases_stop(struct node_daemon *d);
+int node_leases_free(struct node_daemon *d, const Vireo__Vm *vm);
 
 /* cluster_link.c: the pool check or the acceleration changed; announce. */
 void node_health_changed(struct node_daemon *d);

@@ -208,6 +208,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	if ((rc = node_migrations_start(&d)) < 0)
 		goto cleanup;
+	if ((rc = node_leases_start(&d)) < 0)
+		goto cleanup;
 	if ((rc = node_ipc_server_start(d.loop, d.cfg.ipc_name, node_handle_request, &d, &d.ipc)) < 0)
 		goto cleanup;
 	qb_log(LOG_NOTICE, "serving IPC as '%s'", d.cfg.ipc_name);
@@ -218,6 +220,7 @@ cleanup:
 	node_vm_requests_expire(&d, true, "vireod is shutting down");
 	node_ipc_server_stop(d.ipc);
 	node_migrations_stop(&d);
+	node_leases_stop(&d);
 	node_vms_stop(&d);
 	node_pool_watch_stop(&d);
 	node_cluster_stop(&d);

@@ -494,7 +494,7 @@ START_TEST(manager_places_vms_on_healthy_nodes)
 	ck_assert_ptr_nonnull(a);
 	ck_assert_int_eq(a->state, VIREO__VM_STATE__VM_PENDING);
 	ck_assert_uint_eq(a->owner, 0);
-	ck_assert_msg(strstr(a->message, "no online node"), "reason: %s", a->message);
+	ck_assert_msg(strstr(a->message, "no available node"), "reason: %s", a->message);
 
 	ck_assert_int_eq(cluster_engine_set_health(s.eng[2], true, "", "pool-1", "tcg"), 0);
 	ck_assert_int_eq(cluster_engine_set_health(s.eng[3], true, "", "pool-1", "tcg"), 0);

@@ -304,7 +304,7 @@ START_TEST(placement_waits_for_capacity_with_a_reason)
 	assign(st, name, 1, 1);                               /* big on n1 */
 	ck_assert_uint_eq(place(st, only1, 1, &name, reason), 0);
 	ck_assert_str_eq(name, "small");
-	ck_assert_ptr_nonnull(strstr(reason, "no online node has 800 MiB"));
+	ck_assert_ptr_nonnull(strstr(reason, "no available node has 800 MiB"));
 	p.name = "small";
 	p.reason = reason;
 	op.body_case = VIREO__OP__BODY_VM_PENDING;
