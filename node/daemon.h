@@ -15,6 +15,7 @@ struct store;
 struct node_pool_watch;
 struct node_vms;
 struct node_vm_waiter;
+struct node_change_waiter;
 struct node_migrations;
 struct node_leases;
 struct hv_driver;
@@ -51,6 +52,7 @@ struct node_daemon {
 	bool persist_pending;
 	struct node_ipc_server *ipc;
 	struct node_pending *pending;
+	struct node_change_waiter *change_waiters;   /* group_requests.c: groups, node modes */
 	uint32_t cpus;
 	uint64_t memory_mib;
 	/* VMs and storage */

@@ -10,6 +10,7 @@
 #include "cluster/timeouts.h"
 #include "cluster/vm.h"
 #include "node/daemon.h"
+#include "node/group_requests.h"
 
 #define BENCH_MAX_OPS 1000000u
 #define BENCH_MAX_PAYLOAD 4096u
@@ -33,6 +34,7 @@ static void fill_node_status(const struct node_daemon *d, const Vireo__NodeInfo 
 	ns->pool_ok = n->pool_ok;
 	ns->pool_message = n->pool_message;
 	ns->accel = n->accel;
+	ns->mode = n->mode;
 	cluster_vm_node_usage(cluster_engine_state(d->engine), n->id, &ns->vm_memory_mib, &vcpus,
 			      &ns->vms);
 	hex[0] = '\0';
@@ -239,6 +241,12 @@ void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Req
 	case VIREO__REQUEST__BODY_VM_MIGRATE:
 		node_vm_request(d, call, req);
 		break;
+	case VIREO__REQUEST__BODY_GROUP:
+		node_group_request(d, call, req->group);
+		break;
+	case VIREO__REQUEST__BODY_NODE_MODE:
+		node_mode_request(d, call, req->node_mode);
+		break;
 	default:
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "this vireod does not know that command");
@@ -271,6 +279,7 @@ void node_requests_applied(struct node_daemon *d, const Vireo__Op *op, int rc)
 {
 	struct node_pending **pp = &d->pending;
 
+	node_change_requests_applied(d, op, rc);
 	if (op->origin != cluster_engine_local_id(d->engine))
 		return;
 	while (*pp) {
@@ -294,6 +303,7 @@ void node_requests_expire(struct node_daemon *d, bool all, const char *why)
 	struct node_pending **pp = &d->pending;
 	uint64_t now = node_now_mono_ms();
 
+	node_change_requests_expire(d, all, why);
 	while (*pp) {
 		struct node_pending *p = *pp;
 
