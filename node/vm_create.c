@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "cluster/group.h"
 #include "cluster/vm.h"
 #include "node/daemon.h"
 #include "node/vm_requests.h"
@@ -209,4 +210,75 @@ fail:
 			       made[i], store_error(d->store));
 	node_vm_free_images(made, n);
 	return false;
+}
+
+/* Where the VM may go and what it belongs to: --prefer names become node
+ * ids in spec->preferred_nodes (ids has room for NODE_VM_MAX_PREFERRED),
+ * --group must exist before the VM is made, --max-relocations is for HA
+ * VMs and bounded. */
+bool node_vm_fill_placement(struct node_ipc_call *call, const cluster_state *cs,
+			    const Vireo__VmCreateRequest *r, Vireo__VmSpec *spec, uint32_t *ids)
+{
+	if (r->n_prefer > NODE_VM_MAX_PREFERRED) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "a VM has at most %u preferred nodes", NODE_VM_MAX_PREFERRED);
+		return false;
+	}
+	if (r->n_prefer) {
+		for (size_t i = 0; i < r->n_prefer; i++) {
+			const Vireo__NodeInfo *n = cluster_state_node_by_name(cs, r->prefer[i]);
+
+			if (!n) {
+				node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+						       "--prefer names node %s, which is not in this "
+						       "cluster; see vireo node list", r->prefer[i]);
+				return false;
+			}
+			ids[i] = n->id;
+		}
+		spec->preferred_nodes = ids;
+		spec->n_preferred_nodes = r->n_prefer;
+	}
+	for (size_t i = 0; i < spec->n_preferred_nodes; i++) {
+		const Vireo__NodeInfo *n = cluster_state_node(cs, spec->preferred_nodes[i]);
+
+		if (!n) {
+			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+					       "preferred node id %u is not in this cluster; see vireo "
+					       "node list", spec->preferred_nodes[i]);
+			return false;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (spec->preferred_nodes[j] == n->id) {
+				node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+						       "--prefer names node %s twice; name each node "
+						       "once, in the order of preference", n->name);
+				return false;
+			}
+	}
+	if (spec->n_preferred_nodes && spec->pinned_node) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "a VM pinned to a node (--node) runs only there; --prefer does "
+				       "not go with --node");
+		return false;
+	}
+	if (r->group[0] && !cluster_group_find(cs, r->group)) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "no group named %s; create it first (vireo group create %s "
+				       "--affinity|--anti-affinity) or see vireo group list",
+				       r->group, r->group);
+		return false;
+	}
+	if (spec->max_relocations && !spec->ha) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "--max-relocations bounds how often an HA VM is restarted on "
+				       "another node after a failure; it goes with --ha");
+		return false;
+	}
+	if (spec->max_relocations > NODE_VM_MAX_RELOCATIONS) {
+		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
+				       "--max-relocations takes 1 to %u", NODE_VM_MAX_RELOCATIONS);
+		return false;
+	}
+	return true;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <qb/qblog.h>
 
+#include "cluster/group.h"
 #include "cluster/timeouts.h"
 #include "cluster/vm.h"
 #include "node/daemon.h"
@@ -59,7 +60,11 @@ struct node_vm_waiter {
 	enum vm_phase after;          /* the phase once our op is applied; PHASE_APPLIED: done */
 	bool then_start;              /* once stopped, propose start (restart) */
 	bool purge;
+	bool created;                 /* create --group: the VM exists, the join follows */
+	bool joining;                 /* create --group: our op is the join (GroupMembers) */
+	bool start_after_join;        /* create --group --start: start once it is a member */
 	char name[CLUSTER_NAME_MAX + 1];
+	char group[CLUSTER_NAME_MAX + 1];   /* create --group: the group it joins */
 	uint64_t request_id;
 	uint64_t deadline_ms;
 	uint32_t wait_s;              /* the current phase's limit, for messages */
@@ -257,13 +262,81 @@ static bool settle(struct node_daemon *d, struct node_vm_waiter *w)
 	return false;
 }
 
+/* The join of create --group: GroupMembers adding the VM to w->group. */
+static void join_op(struct node_vm_waiter *w, Vireo__Op *op, Vireo__GroupMembers *m, char **vm)
+{
+	*vm = w->name;
+	m->name = w->group;
+	m->add = vm;
+	m->n_add = 1;
+	op->body_case = VIREO__OP__BODY_GROUP_MEMBERS;
+	op->group_members = m;
+}
+
+/* create --group: the VM exists (created stopped); now it joins its group,
+ * so that the manager's first placement already follows the group's rule.
+ * On failure, answers and returns false. */
+static bool propose_join(struct node_daemon *d, struct node_vm_waiter *w)
+{
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__GroupMembers m = VIREO__GROUP_MEMBERS__INIT;
+	char *vm;
+	int rc;
+
+	join_op(w, &op, &m, &vm);
+	if ((rc = cluster_engine_propose(d->engine, &op, &w->request_id)) < 0) {
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "VM %s was created but cannot join group %s now (%s); add it with vireo "
+			 "group add %s %s%s", w->name, w->group, strerror(-rc), w->group, w->name,
+			 w->start_after_join ? ", then start it" : "");
+		return false;
+	}
+	w->created = true;
+	w->joining = true;
+	w->phase = PHASE_APPLIED;
+	set_deadline(d, w, VIREO_REQUEST_TIMEOUT_MS(d->token_ms));
+	return true;
+}
+
+/* The join was applied or refused: answer, or start the VM (--start). */
+static bool joined(struct node_daemon *d, struct node_vm_waiter *w, int rc)
+{
+	const cluster_state *cs = cluster_engine_state(d->engine);
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__GroupMembers m = VIREO__GROUP_MEMBERS__INIT;
+	char why[256];
+	char *vm;
+
+	w->joining = false;
+	if (rc < 0 && rc != -EALREADY) {
+		/* The state is the one the refusal saw: the check says why. */
+		join_op(w, &op, &m, &vm);
+		if (cluster_group_check(cs, &op, why, sizeof(why)) == 0)
+			snprintf(why, sizeof(why), "%s", strerror(-rc));
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name,
+			 "VM %s was created but did not join group %s: %s%s", w->name, w->group, why,
+			 w->start_after_join ? "; it was not started" : "");
+		return true;
+	}
+	if (w->start_after_join) {
+		w->start_after_join = false;
+		return !propose_desired(d, w, true, false, PHASE_RUNNING);
+	}
+	reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, w->name, "member of group %s", w->group);
+	return true;
+}
+
 /* Our own operation was applied (rc 0 or -EALREADY) or refused. */
 static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 {
 	const cluster_state *cs = cluster_engine_state(d->engine);
 	bool refused = rc < 0 && rc != -EALREADY;
 
-	if (w->job == JOB_CREATE && refused) {
+	if (w->joining)
+		return joined(d, w, rc);
+	if (w->job == JOB_CREATE && !w->created && !refused && w->group[0])
+		return !propose_join(d, w);
+	if (w->job == JOB_CREATE && !w->created && refused) {
 		/* Nothing lost, nothing left: the disks were made for this VM only. */
 		for (size_t i = 0; i < w->n_images; i++)
 			if (store_image_delete(d->store, w->images[i]) < 0)
@@ -431,6 +504,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	char names[CLUSTER_VM_MAX_DISKS][CLUSTER_NAME_MAX + DISK_SUFFIX_MAX];
 	char uuid[64];
 	char err[256];
+	uint32_t preferred[NODE_VM_MAX_PREFERRED];
 	Vireo__Op op = VIREO__OP__INIT;
 	Vireo__VmCreate create = VIREO__VM_CREATE__INIT;
 	struct node_vm_waiter *w;
@@ -502,6 +576,8 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 			return;
 		}
 	}
+	if (!node_vm_fill_placement(call, cs, r, &spec, preferred))
+		return;
 	if (cluster_vm_spec_check(cs, &spec, err, sizeof(err)) < 0) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "%s", err);
 		return;
@@ -539,9 +615,16 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	w->n_images = n_images;
 	create.spec = &spec;
 	create.start = r->start;
+	if (r->group[0]) {
+		/* Created stopped, it joins its group, then starts: its first
+		 * placement already follows the group's rule. */
+		snprintf(w->group, sizeof(w->group), "%s", r->group);
+		w->start_after_join = r->start;
+		create.start = false;
+	}
 	op.body_case = VIREO__OP__BODY_VM_CREATE;
 	op.vm_create = &create;
-	if (!propose_for(d, w, &op, r->start ? PHASE_RUNNING : PHASE_APPLIED)) {
+	if (!propose_for(d, w, &op, create.start ? PHASE_RUNNING : PHASE_APPLIED)) {
 		for (size_t i = 0; i < n_images; i++)
 			store_image_delete(d->store, images[i]);
 		waiter_drop(d, w);

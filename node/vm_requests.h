@@ -28,6 +28,11 @@ bool node_vm_owned_disks_free(struct node_daemon *d, struct node_ipc_call *call,
 bool node_vm_make_disks(struct node_daemon *d, struct node_ipc_call *call,
 			const Vireo__VmSpec *spec, char ***images, size_t *n_images);
 void node_vm_free_images(char **images, size_t n);
+/* --prefer (names to ids in spec), --group (must exist), --max-relocations. */
+#define NODE_VM_MAX_PREFERRED 32u
+#define NODE_VM_MAX_RELOCATIONS 100u
+bool node_vm_fill_placement(struct node_ipc_call *call, const cluster_state *cs,
+			    const Vireo__VmCreateRequest *r, Vireo__VmSpec *spec, uint32_t *ids);
 
 /* vm_reads.c */
 void node_vm_handle_list(struct node_daemon *d, struct node_ipc_call *call, const char *name);
