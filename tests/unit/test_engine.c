@@ -38,6 +38,8 @@ struct sim {
 	struct sim_item *head, *tail;
 	int64_t clock_ms;
 	uint64_t mono_ms;
+	int leases;            /* what leases_free answers */
+	bool ha;               /* propose_vm makes HA VMs */
 };
 
 static void push(struct sim *s, struct sim_item *it)
@@ -76,6 +78,21 @@ static int64_t sim_now(void *ctx)
 	struct sim_node *sn = ctx;
 
 	return ++sn->sim->clock_ms;
+}
+
+static uint64_t sim_mono(void *ctx)
+{
+	struct sim_node *sn = ctx;
+
+	return sn->sim->mono_ms;
+}
+
+static int sim_leases(void *ctx, const Vireo__Vm *vm)
+{
+	struct sim_node *sn = ctx;
+
+	(void)vm;
+	return sn->sim->leases;
 }
 
 static void sim_applied(void *ctx, const Vireo__Op *op, int rc)
@@ -174,6 +191,7 @@ static void sim_init(struct sim *s, int n, cluster_state **states, size_t chunk_
 		struct cluster_engine_env env = {
 			.ctx = &s->node[i], .mcast = sim_mcast, .now_ms = sim_now,
 			.applied = sim_applied, .chunk_bytes = chunk_bytes,
+			.mono_ms = sim_mono, .leases_free = sim_leases,
 		};
 		cluster_state *st = states && states[i - 1] ? states[i - 1] : cluster_state_new("sim");
 
@@ -469,6 +487,7 @@ static int propose_vm(struct sim *s, int node, const char *name, const char *uui
 	spec.vcpus = 1;
 	spec.memory_mib = mib;
 	spec.kernel = "/boot/vmlinux";
+	spec.ha = s->ha;
 	c.spec = &spec;
 	c.start = true;
 	op.body_case = VIREO__OP__BODY_VM_CREATE;
@@ -516,6 +535,84 @@ START_TEST(manager_places_vms_on_healthy_nodes)
 }
 END_TEST
 
+static const Vireo__Vm *vm_on(struct sim *s, int node, const char *name)
+{
+	return cluster_vm_find(cluster_engine_state(s->eng[node]), name);
+}
+
+/* The engine's side of failover: the manager's clock for the fence
+ * deadline starts when it sees the owner leave, and a held lease keeps the
+ * fence from being confirmed however long it takes. */
+START_TEST(manager_fails_over_after_the_deadline_and_free_leases)
+{
+	static const int WITHOUT_OWNER[3][5] = { { 2, 1, 1 }, { 1, 2, 1 }, { 1, 1, 2 } };
+	struct sim s;
+	const Vireo__Vm *h;
+	uint32_t owner;
+	int survivor;
+
+	sim_init(&s, 3, NULL, 0);
+	s.ha = true;
+	s.leases = 0;
+	sim_partition(&s, ONE_GROUP);
+	for (int i = 1; i <= 3; i++)
+		ck_assert_int_eq(cluster_engine_set_health(s.eng[i], true, "", "pool-1", "tcg"), 0);
+	sim_run(&s);
+	ck_assert_int_eq(propose_vm(&s, 1, "h", "00000000-0000-0000-0000-0000000000aa", 512), 0);
+	sim_run(&s);
+	owner = vm_on(&s, 1, "h")->owner;
+	ck_assert_uint_ne(owner, 0);
+	survivor = owner == 1 ? 2 : 1;
+
+	/* sim_partition ticks 900 ms: less than the fence delay (1000). */
+	sim_partition(&s, WITHOUT_OWNER[owner - 1]);
+	h = vm_on(&s, survivor, "h");
+	ck_assert_int_eq(h->state, VIREO__VM_STATE__VM_FENCING);
+	ck_assert_uint_eq(h->owner, owner);
+	/* Long past the deadline, but the lease is held: still fencing. */
+	sim_tick(&s, 20);
+	ck_assert_int_eq(vm_on(&s, survivor, "h")->state, VIREO__VM_STATE__VM_FENCING);
+	s.leases = 1;
+	sim_tick(&s, 1);
+	h = vm_on(&s, survivor, "h");
+	ck_assert_int_eq(h->state, VIREO__VM_STATE__VM_STARTING);
+	ck_assert_uint_ne(h->owner, owner);
+	ck_assert_uint_eq(h->generation, 2);
+	ck_assert_uint_eq(h->relocations, 1);
+	sim_free(&s);
+}
+END_TEST
+
+/* An owner back before its fence is confirmed keeps its VM. */
+START_TEST(owner_back_before_the_fence_keeps_its_vm)
+{
+	static const int WITHOUT_3[] = { 1, 1, 2 };
+	struct sim s;
+	const Vireo__Vm *h;
+
+	sim_init(&s, 3, NULL, 0);
+	s.ha = true;
+	s.leases = 1;
+	sim_partition(&s, ONE_GROUP);
+	ck_assert_int_eq(cluster_engine_set_health(s.eng[3], true, "", "pool-1", "tcg"), 0);
+	sim_run(&s);
+	ck_assert_int_eq(propose_vm(&s, 1, "h", "00000000-0000-0000-0000-0000000000ab", 512), 0);
+	sim_run(&s);
+	ck_assert_uint_eq(vm_on(&s, 1, "h")->owner, 3);
+	/* Partitioned and healed within the fence delay: sim_partition
+	 * ticks 900 ms each time. */
+	sim_partition(&s, WITHOUT_3);
+	ck_assert_int_eq(vm_on(&s, 1, "h")->state, VIREO__VM_STATE__VM_FENCING);
+	sim_partition(&s, ONE_GROUP);
+	h = vm_on(&s, 1, "h");
+	ck_assert_int_eq(h->state, VIREO__VM_STATE__VM_STARTING);
+	ck_assert_uint_eq(h->owner, 3);
+	ck_assert_uint_eq(h->generation, 1);
+	assert_converged(&s, ALL3, 3);
+	sim_free(&s);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
 	Suite *s = suite_create("engine");
@@ -532,6 +629,8 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, disconnected_node_refuses_and_rejoins);
 	tcase_add_test(tc, manager_moves_when_it_leaves);
 	tcase_add_test(tc, manager_places_vms_on_healthy_nodes);
+	tcase_add_test(tc, manager_fails_over_after_the_deadline_and_free_leases);
+	tcase_add_test(tc, owner_back_before_the_fence_keeps_its_vm);
 	suite_add_tcase(s, tc);
 	return s;
 }
