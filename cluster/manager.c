@@ -207,6 +207,32 @@ static const Vireo__Vm *next_to_drain(const struct cluster_manager_view *v, cons
 	return best;
 }
 
+int cluster_manager_drain_blocker(const cluster_state *st, uint32_t node, const Vireo__Vm *vm,
+				  char *why, size_t whylen)
+{
+	uint32_t online[CLUSTER_MAX_NODES_MANAGED];
+	size_t n = 0;
+	const Vireo__NodeInfo *ni = cluster_state_node(st, node);
+	struct cluster_manager_env env = { 0 };
+	struct cluster_manager_view v = { .st = st, .members = online, .env = &env };
+
+	for (size_t i = 0; i < st->n_nodes && n < CLUSTER_MAX_NODES_MANAGED; i++)
+		if (st->nodes[i]->online)
+			online[n++] = st->nodes[i]->id;
+	v.n_members = n;
+	if (!ni || vm->owner != node)
+		return 0;
+	if (given_up(vm, ni)) {
+		snprintf(why, whylen, "both live and quick migration failed: %s",
+			 vm->last_migration->message);
+		return 1;
+	}
+	if (vm->state != VIREO__VM_STATE__VM_RUNNING || drain_target(&v, ni, vm))
+		return 0;
+	cluster_vm_why_waiting(st, vm, why, whylen);
+	return 1;
+}
+
 static bool migrating_from(const cluster_state *st, uint32_t node)
 {
 	for (size_t i = 0; i < st->n_vms; i++) {

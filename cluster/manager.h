@@ -79,4 +79,11 @@ uint64_t cluster_manager_wake_ms(const struct cluster_manager_view *v);
  * acceleration known, not in maintenance or evacuation. */
 size_t cluster_manager_eligible(const struct cluster_manager_view *v, uint32_t *out, size_t max);
 
+/* For the CLI following a drain: 1 with one sentence in why when vm (owned
+ * by node, in maintenance or evacuation) cannot move away now (pinned, no
+ * node with room or allowed by its group, or both kinds of migration
+ * failed), else 0. Judges by the state's online flags. */
+int cluster_manager_drain_blocker(const cluster_state *st, uint32_t node, const Vireo__Vm *vm,
+				  char *why, size_t whylen);
+
 #endif

@@ -520,7 +520,7 @@ static int by_priority(const void *a, const void *b)
 	return strcmp(x->spec->name, y->spec->name);
 }
 
-static void why_pending(const cluster_state *st, const Vireo__Vm *vm, char *reason, size_t reasonlen)
+void cluster_vm_why_waiting(const cluster_state *st, const Vireo__Vm *vm, char *reason, size_t reasonlen)
 {
 	const Vireo__VmSpec *spec = vm->spec;
 	const Vireo__VmGroup *g = cluster_group_of(st, spec->name);
@@ -575,7 +575,7 @@ int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_
 		*node = choose_node(st, online, n_online, pending[i]);
 		reason[0] = '\0';
 		if (!*node)
-			why_pending(st, pending[i], reason, reasonlen);
+			cluster_vm_why_waiting(st, pending[i], reason, reasonlen);
 		if (*node || pending[i]->state == VIREO__VM_STATE__VM_RECOVERING ||
 		    strcmp(reason, pending[i]->message) != 0) {
 			*vm_out = pending[i];

@@ -50,6 +50,10 @@ int cluster_vm_place_next(const cluster_state *st, const uint32_t *online, size_
 uint32_t cluster_vm_choose_node(const cluster_state *st, const uint32_t *online, size_t n_online,
 				const Vireo__Vm *vm);
 
+/* One sentence: why no node may take vm now (pinning, room, its group). */
+void cluster_vm_why_waiting(const cluster_state *st, const Vireo__Vm *vm, char *reason,
+			    size_t reasonlen);
+
 /* Shared with vm_migrate.c. */
 int cluster_vm_set_message(Vireo__Vm *vm, const char *text);
 void cluster_vm_set_state(Vireo__Vm *vm, Vireo__VmState s, int64_t time_ms);
