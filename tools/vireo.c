@@ -23,6 +23,12 @@ static const char usage_text[] =
 	"commands:\n"
 	"  status                       the cluster as this node sees it\n"
 	"  node list                    the nodes of the cluster\n"
+	"  node maintenance enter NODE [--no-wait]\n"
+	"                               take no new VMs there and move its VMs away (live,\n"
+	"                               else quick); follows the moves until done\n"
+	"  node maintenance exit NODE   the node takes VMs again\n"
+	"  node evacuate NODE [--no-wait]\n"
+	"                               move its VMs away once; it stays active\n"
 	"  event list [--limit N]       the cluster's event log (newest last)\n"
 	"  event add TEXT               add an entry to the event log\n"
 	"  cluster bench COUNT [--payload BYTES]\n"
@@ -32,6 +38,7 @@ static const char usage_text[] =
 	"  vm create NAME --vcpus N --memory SIZE [--disk SIZE[,SIZE...]]\n"
 	"            (--kernel FILE [--initrd FILE] [--cmdline TEXT] | --boot-disk IMAGE)\n"
 	"            [--nic BRIDGE[=MAC]]... [--ha] [--priority P] [--node NODE] [--start]\n"
+	"            [--prefer NODE[,NODE...]] [--group GROUP] [--max-relocations N]\n"
 	"                               define a VM (SIZE: 512M, 2G, 1T; a plain number is MiB)\n"
 	"  vm start NAME                start it and wait until it runs or cannot\n"
 	"  vm stop NAME [--force]       stop it (power off; --force: at once) and wait\n"
@@ -47,6 +54,15 @@ static const char usage_text[] =
 	"  vm list                      every VM, its state and node\n"
 	"  vm show NAME                 one VM in detail\n"
 	"  vm console NAME [--follow]   the guest's serial log (--follow: keep printing)\n"
+	"\n"
+	"  group create NAME (--affinity|--anti-affinity) [--strict|--soft]\n"
+	"                               VMs that run on one node (affinity) or on distinct\n"
+	"                               nodes (anti-affinity); soft (the default) gives way\n"
+	"                               when nothing else fits, strict keeps VMs pending\n"
+	"  group delete NAME            drop the rule (its VMs stay)\n"
+	"  group add NAME VM...         make VMs members (a VM is in at most one group)\n"
+	"  group remove NAME VM...      take VMs out\n"
+	"  group list                   every group, its members and where they run\n"
 	"\n"
 	"options (anywhere on the line):\n"
 	"  --json                       print JSON for programs\n"
@@ -150,21 +166,23 @@ static json_object *node_json(const Vireo__NodeStatus *n)
 	json_object_object_add(o, "accel", n->accel[0] ? json_object_new_string(n->accel) : NULL);
 	json_object_object_add(o, "vms", json_object_new_int64(n->vms));
 	json_object_object_add(o, "vm_memory_mib", json_object_new_int64((int64_t)n->vm_memory_mib));
+	json_object_object_add(o, "mode", json_object_new_string(vireo_node_mode_name(n->mode)));
 	return o;
 }
 
 static void print_node_table(const Vireo__StatusReply *st)
 {
-	printf("%-4s %-16s %-16s %-8s %5s %9s %4s %6s %-5s  %s\n", "ID", "NAME", "ADDRESS", "STATE",
-	       "CPUS", "MEM(MiB)", "VMS", "ACCEL", "POOL", "DIGEST@VERSION");
+	printf("%-4s %-16s %-16s %-8s %-11s %5s %9s %4s %6s %-5s  %s\n", "ID", "NAME", "ADDRESS",
+	       "STATE", "MODE", "CPUS", "MEM(MiB)", "VMS", "ACCEL", "POOL", "DIGEST@VERSION");
 	for (size_t i = 0; i < st->n_nodes; i++) {
 		const Vireo__NodeStatus *n = st->nodes[i];
 		char dg[64] = "-";
 
 		if (n->digest[0])
 			snprintf(dg, sizeof(dg), "%.12s@%" PRIu64, n->digest, n->version);
-		printf("%-4u %-16s %-16s %-8s %5u %9" PRIu64 " %4u %6s %-5s  %s\n", n->id, n->name,
-		       n->address, n->online ? "online" : "offline", n->cpus, n->memory_mib, n->vms,
+		printf("%-4u %-16s %-16s %-8s %-11s %5u %9" PRIu64 " %4u %6s %-5s  %s\n", n->id, n->name,
+		       n->address, n->online ? "online" : "offline", vireo_node_mode_name(n->mode),
+		       n->cpus, n->memory_mib, n->vms,
 		       n->accel[0] ? n->accel : "-", !n->online ? "-" : n->pool_ok ? "ok" : "ERROR", dg);
 	}
 	/* Why a pool is not usable does not fit a column: one line per node. */
@@ -391,8 +409,15 @@ int main(int argc, char **argv)
 		printf("vireo %s\n", PACKAGE_VERSION);
 		return EXIT_OK;
 	}
-	if (strcmp(cmd, "node") == 0 && sub && strcmp(sub, "list") == 0 && argc == 2)
+	if (strcmp(cmd, "node") == 0 && sub && strcmp(sub, "list") == 0) {
+		if (argc != 2)
+			return vireo_usage_error("'node list' takes no arguments");
 		return cmd_status(&cli, true);
+	}
+	if (strcmp(cmd, "node") == 0)
+		return vireo_node_main(&cli, argc, argv);
+	if (strcmp(cmd, "group") == 0)
+		return vireo_group_main(&cli, argc, argv);
 	if (strcmp(cmd, "event") == 0 && sub && strcmp(sub, "add") == 0) {
 		if (argc != 3)
 			return vireo_usage_error("'event add' takes exactly one TEXT argument (quote it)");

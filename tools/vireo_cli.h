@@ -43,4 +43,16 @@ int vireo_vm_main(const struct cli *cli, int argc, char **argv);
 /* vireo_migrate.c: "vireo vm migrate ..."; argv[0] is "vm". */
 int vireo_vm_migrate(const struct cli *cli, int argc, char **argv);
 
+/* vireo_group.c: "vireo group ..."; argv[0] is "group". */
+int vireo_group_main(const struct cli *cli, int argc, char **argv);
+/* The groups (a GroupListReply in *resp), for vm list and show. */
+int vireo_fetch_groups(const struct cli *cli, Vireo__Response **resp);
+/* The group vm is a member of, or NULL. */
+const Vireo__VmGroup *vireo_group_of(const Vireo__GroupListReply *gl, const char *vm);
+
+/* vireo_node.c: "vireo node maintenance|evacuate ..."; argv[0] is "node". */
+int vireo_node_main(const struct cli *cli, int argc, char **argv);
+/* "active", "maintenance", "evacuate". */
+const char *vireo_node_mode_name(Vireo__NodeMode m);
+
 #endif

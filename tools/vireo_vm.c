@@ -22,6 +22,9 @@
 #define VM_SIZE_MAX_MIB (16ull << 20)         /* 16 TiB */
 #define CONSOLE_CHUNK (64u * 1024u)
 #define CONSOLE_POLL_NS 200000000L
+/* vireod's bounds (node/vm_requests.h), checked here to say so early. */
+#define VM_MAX_PREFERRED 32u
+#define VM_MAX_RELOCATIONS 100u
 
 /* "512M", "2G", "1T", "2GiB", "1024" (MiB): whole MiB, 1 MiB to 16 TiB. */
 static int parse_mib(const char *s, uint64_t *mib)
@@ -159,7 +162,39 @@ static json_object *result_json(const Vireo__VmListReply *lr, const Vireo__Migra
 	return o;
 }
 
-static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
+static uint32_t max_relocations(const Vireo__VmSpec *sp)
+{
+	return sp->max_relocations ? sp->max_relocations : CLUSTER_VM_DEFAULT_MAX_RELOCATIONS;
+}
+
+static const char *group_rule(const Vireo__VmGroup *g)
+{
+	if (g->affinity)
+		return g->strict ? "affinity, strict" : "affinity, soft";
+	return g->strict ? "anti-affinity, strict" : "anti-affinity, soft";
+}
+
+/* Placement: preferred nodes, group, failovers counted against the limit. */
+static void placement_json(json_object *o, const Vireo__VmListReply *lr,
+			   const Vireo__GroupListReply *gl, const Vireo__Vm *vm)
+{
+	const Vireo__VmSpec *sp = vm->spec;
+	const Vireo__VmGroup *g = vireo_group_of(gl, sp->name);
+	json_object *pref = json_object_new_array();
+
+	for (size_t i = 0; i < sp->n_preferred_nodes; i++)
+		json_object_array_add(pref, node_name_json(lr, sp->preferred_nodes[i]));
+	json_object_object_add(o, "preferred_nodes", pref);
+	json_object_object_add(o, "group", g ? json_object_new_string(g->name) : NULL);
+	json_object_object_add(o, "relocations", json_object_new_int64(vm->relocations));
+	json_object_object_add(o, "max_relocations", json_object_new_int64(max_relocations(sp)));
+	json_object_object_add(o, "relocated_ms", vm->relocated_ms ?
+			       json_object_new_int64(vm->relocated_ms) : NULL);
+	json_object_object_add(o, "lost_node", node_name_json(lr, vm->lost_node));
+}
+
+static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__GroupListReply *gl,
+			    const Vireo__Vm *vm)
 {
 	const Vireo__VmSpec *sp = vm->spec;
 	json_object *o = json_object_new_object();
@@ -181,6 +216,7 @@ static json_object *vm_json(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	json_object_object_add(o, "state_since_ms", json_object_new_int64(vm->state_since_ms));
 	json_object_object_add(o, "force_stop", json_object_new_boolean(vm->force_stop));
 	json_object_object_add(o, "pinned_node", node_name_json(lr, sp->pinned_node));
+	placement_json(o, lr, gl, vm);
 	json_object_object_add(o, "kernel", string_or_null(sp->kernel));
 	json_object_object_add(o, "initrd", string_or_null(sp->initrd));
 	json_object_object_add(o, "cmdline", string_or_null(sp->cmdline));
@@ -269,7 +305,31 @@ static void print_time(const char *label, int64_t ms)
 	printf("%-12s %s\n", label, when);
 }
 
-static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
+static void print_placement(const Vireo__VmListReply *lr, const Vireo__GroupListReply *gl,
+			    const Vireo__Vm *vm)
+{
+	const Vireo__VmSpec *sp = vm->spec;
+	const Vireo__VmGroup *g = vireo_group_of(gl, sp->name);
+
+	if (sp->n_preferred_nodes) {
+		printf("%-12s ", "preferred:");
+		for (size_t i = 0; i < sp->n_preferred_nodes; i++)
+			printf("%s%s", i ? ", " : "", owner_name(lr, sp->preferred_nodes[i]));
+		putchar('\n');
+	}
+	if (g)
+		printf("%-12s %s (%s)\n", "group:", g->name, group_rule(g));
+	else
+		printf("%-12s -\n", "group:");
+	if (sp->ha)
+		printf("%-12s %u of at most %u%s\n", "relocations:", vm->relocations,
+		       max_relocations(sp), sp->max_relocations ? "" : " (the default)");
+	if (vm->lost_node)
+		printf("%-12s %s\n", "lost with:", owner_name(lr, vm->lost_node));
+}
+
+static void print_show(const Vireo__VmListReply *lr, const Vireo__GroupListReply *gl,
+		       const Vireo__Vm *vm)
 {
 	const Vireo__VmSpec *sp = vm->spec;
 	char mem[32];
@@ -289,6 +349,7 @@ static void print_show(const Vireo__VmListReply *lr, const Vireo__Vm *vm)
 	printf("%-12s %d\n", "priority:", sp->priority);
 	printf("%-12s %s\n", "pinned to:", sp->pinned_node ? owner_name(lr, sp->pinned_node) :
 	       "- (the manager chooses)");
+	print_placement(lr, gl, vm);
 	if (sp->kernel[0]) {
 		printf("%-12s kernel %s\n", "boot:", sp->kernel);
 		if (sp->initrd[0])
@@ -339,8 +400,14 @@ static int print_outcome(const struct cli *cli, int rc, Vireo__Response *resp, c
 		return rc;
 	lr = resp->body_case == VIREO__RESPONSE__BODY_VM_LIST ? resp->vm_list : NULL;
 	vm = lr && lr->n_vms ? lr->vms[0] : NULL;
-	if (cli->json && vm)
-		vireo_print_json(vm_json(lr, vm));
+	if (cli->json && vm) {
+		Vireo__Response *groups = NULL;
+
+		vireo_fetch_groups(cli, &groups);
+		vireo_print_json(vm_json(lr, groups ? groups->groups : NULL, vm));
+		if (groups)
+			vireo__response__free_unpacked(groups, NULL);
+	}
 	else if (!cli->json && rc == EXIT_OK && vm)
 		print_vm_line(lr, vm, verb, resp->message);
 	vireo__response__free_unpacked(resp, NULL);
@@ -348,6 +415,31 @@ static int print_outcome(const struct cli *cli, int rc, Vireo__Response *resp, c
 }
 
 /* ---------------------------------------------------------------- commands */
+
+/* --prefer NODE[,NODE...], also given more than once: the names in order
+ * (vireod knows the nodes and says which one it does not know). */
+static int add_preferred(Vireo__VmCreateRequest *cr, char **slots, const char *val)
+{
+	const char *p = val;
+
+	if (!val[0] || val[0] == ',' || val[strlen(val) - 1] == ',' || strstr(val, ",,"))
+		return vireo_usage_error("--prefer takes node names separated by commas, not '%s'",
+					 val);
+	cr->prefer = slots;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		if (cr->n_prefer == VM_MAX_PREFERRED)
+			return vireo_usage_error("a VM has at most %u preferred nodes", VM_MAX_PREFERRED);
+		if (!(slots[cr->n_prefer] = strndup(p, len))) {
+			fprintf(stderr, "vireo: out of memory\n");
+			return EXIT_FAILED;
+		}
+		cr->n_prefer++;
+		p += len + (p[len] == ',');
+	}
+	return EXIT_OK;
+}
 
 static int cmd_create(const struct cli *cli, int argc, char **argv)
 {
@@ -359,6 +451,7 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 	Vireo__VmDisk *ptrs[CLUSTER_VM_MAX_DISKS];
 	Vireo__VmNic nics[CLUSTER_VM_MAX_NICS];
 	Vireo__VmNic *nic_ptrs[CLUSTER_VM_MAX_NICS];
+	char *prefer[VM_MAX_PREFERRED];
 	char *kernel = NULL, *initrd = NULL;
 	Vireo__Response *resp = NULL;
 	bool have_vcpus = false, have_memory = false;
@@ -372,7 +465,8 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		static const char *const with_value[] = {
 			"--vcpus", "--memory", "--disk", "--kernel", "--initrd", "--cmdline",
-			"--boot-disk", "--node", "--priority", "--nic",
+			"--boot-disk", "--node", "--priority", "--nic", "--prefer", "--group",
+			"--max-relocations",
 		};
 		bool takes_value = false;
 
@@ -460,6 +554,17 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 			spec.boot_disk = (char *)val;
 		} else if (strcmp(opt, "--node") == 0) {
 			cr.node = (char *)val;
+		} else if (strcmp(opt, "--prefer") == 0) {
+			if ((rc = add_preferred(&cr, prefer, val)) != EXIT_OK)
+				goto cleanup;
+		} else if (strcmp(opt, "--group") == 0) {
+			cr.group = (char *)val;
+		} else if (strcmp(opt, "--max-relocations") == 0) {
+			if (vireo_parse_u32(val, 1, VM_MAX_RELOCATIONS, &spec.max_relocations) < 0) {
+				rc = vireo_usage_error("--max-relocations takes a number from 1 to %u, not "
+						       "'%s'", VM_MAX_RELOCATIONS, val);
+				goto cleanup;
+			}
 		} else if (strcmp(opt, "--priority") == 0) {
 			char *end;
 			long p;
@@ -495,6 +600,16 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 		rc = vireo_usage_error("--initrd and --cmdline go with --kernel, not with --boot-disk");
 		goto cleanup;
 	}
+	if (cr.n_prefer && cr.node[0]) {
+		rc = vireo_usage_error("a VM pinned to a node (--node) runs only there; --prefer does "
+				       "not go with --node");
+		goto cleanup;
+	}
+	if (spec.max_relocations && !spec.ha) {
+		rc = vireo_usage_error("--max-relocations bounds how often an HA VM is restarted on "
+				       "another node after a failure; it goes with --ha");
+		goto cleanup;
+	}
 	spec.kernel = kernel ? kernel : "";
 	spec.initrd = initrd ? initrd : "";
 	spec.disks = ptrs;
@@ -509,6 +624,8 @@ static int cmd_create(const struct cli *cli, int argc, char **argv)
 cleanup:
 	free(kernel);
 	free(initrd);
+	for (size_t i = 0; i < cr.n_prefer; i++)
+		free(cr.prefer[i]);
 	return rc;
 }
 
@@ -566,33 +683,41 @@ static int cmd_list(const struct cli *cli, const char *name)
 {
 	Vireo__Request req = VIREO__REQUEST__INIT;
 	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
-	Vireo__Response *resp;
+	Vireo__Response *resp, *groups = NULL;
 	const Vireo__VmListReply *lr;
+	const Vireo__GroupListReply *gl;
 	int rc;
 
+	/* The groups first: a VM's group is in them, not in the VM. */
+	if ((name || cli->json) && (rc = vireo_fetch_groups(cli, &groups)) != EXIT_OK)
+		return rc;
+	gl = groups ? groups->groups : NULL;
 	lq.name = (char *)(name ? name : "");
 	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
 	req.vm_list = &lq;
 	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
-		return rc;
+		goto cleanup;
 	lr = resp->vm_list;
 	if (resp->body_case != VIREO__RESPONSE__BODY_VM_LIST || (name && lr->n_vms != 1)) {
 		fprintf(stderr, "vireo: vireod answered something else than a VM list\n");
 		rc = EXIT_FAILED;
 	} else if (name && cli->json) {
-		vireo_print_json(vm_json(lr, lr->vms[0]));
+		vireo_print_json(vm_json(lr, gl, lr->vms[0]));
 	} else if (name) {
-		print_show(lr, lr->vms[0]);
+		print_show(lr, gl, lr->vms[0]);
 	} else if (cli->json) {
 		json_object *arr = json_object_new_array();
 
 		for (size_t i = 0; i < lr->n_vms; i++)
-			json_object_array_add(arr, vm_json(lr, lr->vms[i]));
+			json_object_array_add(arr, vm_json(lr, gl, lr->vms[i]));
 		vireo_print_json(arr);
 	} else {
 		print_table(lr);
 	}
 	vireo__response__free_unpacked(resp, NULL);
+cleanup:
+	if (groups)
+		vireo__response__free_unpacked(groups, NULL);
 	return rc;
 }
 
