@@ -125,6 +125,7 @@ static void on_quorum(void *ctx, bool quorate)
 	struct node_daemon *d = ctx;
 
 	cluster_engine_quorum(d->engine, quorate);
+	node_fence_quorum(d, quorate);
 }
 
 static void disconnect(struct node_daemon *d)

@@ -30,6 +30,9 @@ void node_config_defaults(struct node_config *cfg)
 	snprintf(cfg->migration_key_file, sizeof(cfg->migration_key_file), "/etc/corosync/authkey");
 	snprintf(cfg->migration_dir, sizeof(cfg->migration_dir), "/run/vireo/migration");
 	snprintf(cfg->migration_peer_uri, sizeof(cfg->migration_peer_uri), "qemu+tcp://%%s/system");
+	snprintf(cfg->watchdog_socket, sizeof(cfg->watchdog_socket), "/run/vireo/watchdog.sock");
+	snprintf(cfg->watchdog_log_file, sizeof(cfg->watchdog_log_file),
+		 "/var/log/vireo/vireo-watchdog.log");
 }
 
 static int set_string(char *field, size_t size, const char *value)
@@ -103,6 +106,43 @@ static int set_migration_key(struct node_config *cfg, const char *key, const cha
 	return -ENOENT;
 }
 
+/* The fencing settings. -ENOENT: not one of them. */
+static int set_fence_key(struct node_config *cfg, const char *key, const char *value,
+			 char *err, size_t errlen)
+{
+	/* "" or none: no watchdog (socket) or no hardware watchdog (device). */
+	bool none = value[0] == '\0' || strcmp(value, "none") == 0;
+
+	if (strcmp(key, "watchdog_socket") == 0) {
+		if (none) {
+			cfg->watchdog_socket[0] = '\0';
+			return 0;
+		}
+		return set_path(cfg->watchdog_socket, sizeof(cfg->watchdog_socket), key, value,
+				err, errlen);
+	}
+	if (strcmp(key, "watchdog_device") == 0) {
+		if (none) {
+			cfg->watchdog_device[0] = '\0';
+			return 0;
+		}
+		return set_path(cfg->watchdog_device, sizeof(cfg->watchdog_device), key, value,
+				err, errlen);
+	}
+	if (strcmp(key, "watchdog_log_file") == 0)
+		return set_path(cfg->watchdog_log_file, sizeof(cfg->watchdog_log_file), key, value,
+				err, errlen);
+	if (strcmp(key, "nonha_on_quorum_loss") == 0) {
+		if (strcmp(value, "stop") && strcmp(value, "keep")) {
+			snprintf(err, errlen, "nonha_on_quorum_loss must be 'stop' or 'keep'");
+			return -EINVAL;
+		}
+		cfg->nonha_stop = value[0] == 's';
+		return 0;
+	}
+	return -ENOENT;
+}
+
 /* The settings of VMs and storage (the cluster's are in set_key). */
 static int set_vm_key(struct node_config *cfg, const char *key, const char *value,
 		      char *err, size_t errlen)
@@ -169,6 +209,8 @@ static int set_vm_key(struct node_config *cfg, const char *key, const char *valu
 	int rc = set_migration_key(cfg, key, value, err, errlen);
 
 	if (rc != -ENOENT)
+		return rc;
+	if ((rc = set_fence_key(cfg, key, value, err, errlen)) != -ENOENT)
 		return rc;
 	snprintf(err, errlen, "unknown setting '%s'", key);
 	return -EINVAL;

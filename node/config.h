@@ -31,6 +31,11 @@ struct node_config {
 	char migration_peer_uri[256];     /* libvirtd of a target; %s = its address */
 	uint64_t migration_bandwidth_mibps;   /* 0 = unlimited */
 	uint32_t migration_max_downtime_ms;   /* live, when the CLI gives none; 0 = QEMU's */
+	/* Fencing (node/fence.c, node/watchdog.c, doc/failover.md) */
+	char watchdog_socket[108];        /* where vireo-watchdog listens; "" = no watchdog */
+	char watchdog_device[256];        /* hardware watchdog it arms; "" = none */
+	char watchdog_log_file[256];      /* vireo-watchdog's log */
+	bool nonha_stop;                  /* nonha_on_quorum_loss = stop: non-HA guests go too */
 };
 
 void node_config_defaults(struct node_config *cfg);

@@ -18,6 +18,7 @@ struct node_vm_waiter;
 struct node_change_waiter;
 struct node_migrations;
 struct node_leases;
+struct node_fence;
 struct hv_driver;
 struct hv_conn;
 struct hv_vm_info;
@@ -62,6 +63,7 @@ struct node_daemon {
 	struct node_vm_waiter *vm_waiters;   /* vm_requests.c: clients waiting for a VM */
 	struct node_migrations *migrations;  /* vm_migrate.c */
 	struct node_leases *leases;          /* lease_watch.c: the manager's lease checks */
+	struct node_fence *fence;            /* fence.c: self-fencing, the watchdog */
 };
 
 uint64_t node_now_mono_ms(void);
@@ -133,6 +135,17 @@ int node_leases_free(struct node_daemon *d, const Vireo__Vm *vm);
 
 /* cluster_link.c: the pool check or the acceleration changed; announce. */
 void node_health_changed(struct node_daemon *d);
+
+/* fence.c: self-fencing and feeding vireo-watchdog (doc/failover.md).
+ * Start after node_vms_start; stop before node_vms_stop and
+ * node_cluster_stop (the last feed reads the state). */
+int node_fence_start(struct node_daemon *d);
+void node_fence_stop(struct node_daemon *d);
+/* votequorum changed this node's quorum (cluster_link.c). */
+void node_fence_quorum(struct node_daemon *d, bool quorate);
+/* SIGTERM: tells the cluster this node stops cleanly (NodeLeaving), then
+ * stops the main loop after a short flush; at once when not quorate. */
+void node_fence_shutdown(struct node_daemon *d);
 
 /* vm_requests.c: vireo vm ... requests. */
 void node_vm_request(struct node_daemon *d, struct node_ipc_call *call, const Vireo__Request *req);

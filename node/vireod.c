@@ -111,7 +111,7 @@ static int32_t on_stop_signal(int32_t sig, void *data)
 	struct node_daemon *d = data;
 
 	qb_log(LOG_NOTICE, "signal %d: shutting down", sig);
-	qb_loop_stop(d->loop);
+	node_fence_shutdown(d);
 	return 0;
 }
 
@@ -210,6 +210,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	if ((rc = node_leases_start(&d)) < 0)
 		goto cleanup;
+	if ((rc = node_fence_start(&d)) < 0)
+		goto cleanup;
 	if ((rc = node_ipc_server_start(d.loop, d.cfg.ipc_name, node_handle_request, &d, &d.ipc)) < 0)
 		goto cleanup;
 	qb_log(LOG_NOTICE, "serving IPC as '%s'", d.cfg.ipc_name);
@@ -219,6 +221,7 @@ cleanup:
 	node_requests_expire(&d, true, "vireod is shutting down");
 	node_vm_requests_expire(&d, true, "vireod is shutting down");
 	node_ipc_server_stop(d.ipc);
+	node_fence_stop(&d);
 	node_migrations_stop(&d);
 	node_leases_stop(&d);
 	node_vms_stop(&d);
