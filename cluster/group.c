@@ -212,8 +212,9 @@ static int apply_delete(cluster_state *st, const Vireo__Op *op)
 	st->n_groups--;
 	/* Deleting a group drops a placement rule, not its VMs: say so. */
 	if (members)
-		return cluster_event_addf(st, op->time_ms, op->origin, "group %s deleted (its %zu "
-					  "VMs stay, in no group now)", name, members);
+		return cluster_event_addf(st, op->time_ms, op->origin, "group %s deleted (%zu "
+					  "member%s, now in no group)", name, members,
+					  members == 1 ? "" : "s");
 	return cluster_event_addf(st, op->time_ms, op->origin, "group %s deleted", name);
 }
 

@@ -37,6 +37,7 @@ struct follow {
 	const struct cli *cli;
 	const char *node;
 	uint32_t node_id;
+	const Vireo__GroupListReply *groups;   /* to say why a VM stays */
 	struct track *vms;
 	size_t n_vms;
 	size_t moved, failed;
@@ -228,10 +229,15 @@ static void step_vm(struct follow *f, const Vireo__VmListReply *lr, const Vireo_
 /* Why a VM that stays was not moved, as far as the CLI can tell. */
 static void stayed(struct follow *f, const Vireo__Vm *vm, struct track *t, bool evacuation_ended)
 {
-	char why[256];
+	const Vireo__VmGroup *g = vireo_group_of(f->groups, t->name);
+	char why[384];
 
 	if (vm->spec->pinned_node == f->node_id)
 		snprintf(why, sizeof(why), "it is pinned to %s (vm create --node)", f->node);
+	else if (g && g->strict)
+		snprintf(why, sizeof(why), "it is in strict %s group %s and no other node can take "
+			 "it by that rule; it stays on %s (see vireo group list)",
+			 g->affinity ? "affinity" : "anti-affinity", g->name, f->node);
 	else if (evacuation_ended)
 		snprintf(why, sizeof(why), "no other node could take it; it stays on %s (see vireo "
 			 "vm show %s and vireo node list)", f->node, t->name);
@@ -330,15 +336,17 @@ static int set_mode(const struct cli *cli, const char *node, Vireo__NodeMode mod
 {
 	Vireo__Request req = VIREO__REQUEST__INIT;
 	Vireo__NodeModeRequest mr = VIREO__NODE_MODE_REQUEST__INIT;
-	Vireo__Response *before = NULL, *resp = NULL;
+	Vireo__Response *before = NULL, *groups = NULL, *resp = NULL;
 	struct follow f = { .cli = cli, .node = node };
 	const Vireo__NodeInfo *n;
 	size_t at_start = 0;
 	int rc;
 
 	/* What was there before: results from earlier are not this one's. */
-	if (wait && (rc = fetch(cli, &before)) != EXIT_OK)
-		return rc;
+	if (wait && ((rc = fetch(cli, &before)) != EXIT_OK ||
+		     (rc = vireo_fetch_groups(cli, &groups)) != EXIT_OK))
+		goto cleanup;
+	f.groups = groups ? groups->groups : NULL;
 	if (before && !(n = node_by_name(before->vm_list, node))) {
 		fprintf(stderr, "vireo: no node named %s in this cluster; see vireo node list\n", node);
 		rc = EXIT_USAGE;
@@ -379,6 +387,8 @@ cleanup:
 	free(f.vms);
 	if (before)
 		vireo__response__free_unpacked(before, NULL);
+	if (groups)
+		vireo__response__free_unpacked(groups, NULL);
 	if (resp)
 		vireo__response__free_unpacked(resp, NULL);
 	return rc;

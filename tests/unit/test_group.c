@@ -194,7 +194,7 @@ START_TEST(delete_removes_the_group_not_its_vms)
 	ck_assert_int_eq(create(st, "g2", false, false), 0);
 	ck_assert_int_eq(members(st, "g1", ab, 2, NULL, 0), 0);
 	ck_assert_int_eq(delete(st, "g1"), 0);
-	ck_assert_ptr_nonnull(strstr(last_event(st), "its 2 VMs stay"));
+	ck_assert_ptr_nonnull(strstr(last_event(st), "2 members, now in no group"));
 	ck_assert_uint_eq(st->n_groups, 1);
 	ck_assert_str_eq(st->groups[0]->name, "g2");
 	ck_assert_ptr_null(cluster_group_of(st, "a"));
