@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/manager.h"
 #include "cluster/vm_migrate.h"
 #include "tools/vireo_cli.h"
 
@@ -226,14 +227,28 @@ static void step_vm(struct follow *f, const Vireo__VmListReply *lr, const Vireo_
 	}
 }
 
-/* Why a VM that stays was not moved, as far as the CLI can tell. */
-static void stayed(struct follow *f, const Vireo__Vm *vm, struct track *t, bool evacuation_ended)
+/* Why a VM that stays was not moved: the manager's own judgement, on a
+ * state put together from what vireod answered (the cluster's pool is
+ * taken to be the drained node's), else what the CLI can tell. */
+static void stayed(struct follow *f, const Vireo__VmListReply *lr, const Vireo__NodeInfo *n,
+		   const Vireo__Vm *vm, struct track *t, bool evacuation_ended)
 {
 	const Vireo__VmGroup *g = vireo_group_of(f->groups, t->name);
-	char why[384];
+	Vireo__ClusterState view = VIREO__CLUSTER_STATE__INIT;
+	char blocker[256], why[384];
 
+	view.nodes = lr->nodes;
+	view.n_nodes = lr->n_nodes;
+	view.vms = lr->vms;
+	view.n_vms = lr->n_vms;
+	view.groups = f->groups ? f->groups->groups : NULL;
+	view.n_groups = f->groups ? f->groups->n_groups : 0;
+	view.pool_id = n->pool_id;
+	/* Pinned here: the manager's sentence is written for placement. */
 	if (vm->spec->pinned_node == f->node_id)
 		snprintf(why, sizeof(why), "it is pinned to %s (vm create --node)", f->node);
+	else if (cluster_manager_drain_blocker(&view, f->node_id, vm, blocker, sizeof(blocker)) == 1)
+		snprintf(why, sizeof(why), "%s; it stays on %s", blocker, f->node);
 	else if (g && g->strict)
 		snprintf(why, sizeof(why), "it is in strict %s group %s and no other node can take "
 			 "it by that rule; it stays on %s (see vireo group list)",
@@ -283,7 +298,7 @@ static int poll_once(struct follow *f, const Vireo__VmListReply *lr, Vireo__Node
 		struct track *t = track_of(f, lr->vms[i]->spec->name);
 
 		if (t && on_node(lr->vms[i], f->node_id) && !t->failed)
-			stayed(f, lr->vms[i], t, ended);
+			stayed(f, lr, n, lr->vms[i], t, ended);
 	}
 	*left = 0;
 	return 1;
