@@ -16,7 +16,8 @@
  *
  * Nothing happens while this node is not in the quorate partition: it
  * could not report, and a cut-off node must not start guests (stopping
- * them is the fencing issue's). */
+ * them is self-fencing's, node/fence.c). Back in it, a guest here whose VM
+ * another node owns now (it failed over meanwhile) is destroyed. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -372,6 +373,37 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 	}
 }
 
+/* A guest of a VM another node owns runs here: this host was cut off or
+ * its vireod was down while the VM moved (a failover), and it must not run
+ * twice. Migrations have both ends running and are the migration's. */
+static void destroy_leftover(struct node_daemon *d, const cluster_state *st, struct local_vm *lv,
+			     const Vireo__Vm *vm, const struct hv_vm_info *dom)
+{
+	const Vireo__NodeInfo *owner = cluster_state_node(st, vm->owner);
+
+	if (vm->state == VIREO__VM_STATE__VM_MIGRATING)
+		return;
+	if (!vm->owner) {
+		qb_log(LOG_WARNING, "VM %s runs here but belongs to no node", vm->spec->name);
+		return;
+	}
+	/* Only vireo's guest of that VM: a domain someone else made under the
+	 * same name is not ours to kill. */
+	if (!dom->vireo && strcmp(dom->uuid, vm->spec->uuid) != 0) {
+		qb_log(LOG_WARNING, "a domain named %s that vireo did not define runs here, while "
+		       "node %s owns VM %s; leaving it alone", dom->name,
+		       owner ? owner->name : "?", vm->spec->name);
+		return;
+	}
+	if (owner)
+		qb_log(LOG_WARNING, "VM %s runs here but node %s owns it: destroying the leftover",
+		       vm->spec->name, owner->name);
+	else
+		qb_log(LOG_WARNING, "VM %s runs here but node %u owns it: destroying the leftover",
+		       vm->spec->name, vm->owner);
+	stop_guest(d, lv, true);
+}
+
 static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
@@ -384,9 +416,7 @@ static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n
  * definitions go. Only vireo's own definitions (the metadata element
  * domain_xml.c writes) are touched, so a definition left behind while this
  * vireod was down goes too, and a domain someone else made on the host is
- * left alone. Guests of other VMs running here are only logged: whose they
- * are is the manager's call (a VM running twice is prevented by its disk
- * leases). */
+ * left alone. Guests of VMs other nodes own are pass()'s (destroy_leftover). */
 static void sweep(struct node_daemon *d, const cluster_state *st, const struct hv_vm_info *doms,
 		  size_t n)
 {
@@ -454,8 +484,7 @@ static void pass(struct node_daemon *d)
 		if (vm->owner == my_id(d))
 			reconcile_owned(d, lv, vm, dom);
 		else if (is_up(dom))
-			qb_log(LOG_WARNING, "VM %s runs here but belongs to node %u", vm->spec->name,
-			       vm->owner);
+			destroy_leftover(d, st, lv, vm, dom);
 	}
 	sweep(d, st, doms, n);
 	node_migrations_sweep(d, st);
