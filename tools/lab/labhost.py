@@ -19,7 +19,8 @@ MAX_SUBNETS = 201            # 10.99.0.0/24 .. 10.99.200.0/24
 UP_TIMEOUT = 60.0
 DAEMON_TIMEOUT = 30.0
 DEFAULT_POOL_SIZE = 4 << 30
-DAEMONS = ("corosync", "virtlockd", "libvirtd", "vireod")
+# vireo-watchdog ("watchdog") starts before vireod, which connects to it.
+DAEMONS = ("corosync", "virtlockd", "libvirtd", "watchdog", "vireod")
 
 # The source tree: tools/lab/labhost.py is three levels down.
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -30,6 +31,7 @@ DAEMON_STDOUT = {
     "corosync": "corosync/corosync.stdout",
     "virtlockd": "libvirt/virtlockd.stdout",
     "libvirtd": "libvirt/libvirtd.stdout",
+    "watchdog": "vireo/watchdog.stdout",
     "vireod": "vireo/vireod.stdout",
 }
 
@@ -175,6 +177,11 @@ def vireod_bin():
     return p if os.access(p, os.X_OK) else None
 
 
+def watchdog_bin():
+    p = f"{BUILD_DIR}/node/vireo-watchdog"
+    return p if os.access(p, os.X_OK) else None
+
+
 def vireo_bin():
     p = f"{BUILD_DIR}/tools/vireo"
     return p if os.access(p, os.X_OK) else None
@@ -285,6 +292,8 @@ def daemon_argv(daemon):
         return ["virtlockd", "-f", "/etc/libvirt/virtlockd.conf"]
     if daemon == "libvirtd":
         return ["libvirtd", "--listen", "-f", "/etc/libvirt/libvirtd.conf"]
+    if daemon == "watchdog":
+        return [watchdog_bin(), "--config", "/etc/vireo/vireo.conf", "--foreground"]
     return [vireod_bin(), "--config", "/etc/vireo/vireo.conf", "--foreground"]
 
 
@@ -311,9 +320,15 @@ def start_daemon(lab, node, daemon):
     lab.need_holder(node)
     if daemon == "vireod" and not vireod_bin():
         raise LabError(f"{BUILD_DIR}/node/vireod is not built; build it or set VIREO_BUILD_DIR")
+    if daemon == "watchdog" and not watchdog_bin():
+        raise LabError(f"{BUILD_DIR}/node/vireo-watchdog is not built; build it or set VIREO_BUILD_DIR")
     pidfile = lab.pidfile(node, daemon)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pidfile)
+    if daemon == "watchdog":
+        # A killed watchdog leaves its socket: ready means the new one's.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/proc/{lab.need_holder(node)}/root{WATCHDOG_SOCK}")
     argv = [lab.meta["reaper"], "--pidfile", pidfile, "--"] + daemon_argv(daemon)
     reaper = holder_spawn(lab, node, argv, lab.stdout_log(node, daemon))
     lab.meta["nodes"][node]["daemons"][daemon] = {"reaper_pid": reaper, "pid": None}
@@ -332,6 +347,9 @@ def wait_pid(lab, node, daemon, reaper, deadline):
             raise LabError(f"host {node}: {daemon} did not start; see {lab.stdout_log(node, daemon)}")
         time.sleep(0.005)
 
+
+# Where vireo-watchdog listens in a host (vireo.conf's default watchdog_socket).
+WATCHDOG_SOCK = "/run/vireo/watchdog.sock"
 
 QUORUM_RE = re.compile(r"Nodes:\s+(\d+).*?Quorate:\s+(\w+)", re.S)
 
@@ -387,6 +405,8 @@ def daemon_ready(lab, node, daemon):
         return in_host_exists(lab, node, "/run/libvirt/virtlockd-sock")
     if daemon == "libvirtd":
         return in_host_exists(lab, node, "/run/libvirt/libvirt-sock")
+    if daemon == "watchdog":
+        return in_host_exists(lab, node, WATCHDOG_SOCK)
     if not vireo_bin():
         return True
     return vireo_views(lab, [node])[node] is not None
@@ -426,16 +446,22 @@ def boot_hosts(lab, nodes, deadline):
     lab.save()
     trace("holders up")
     daemons = ["corosync", "virtlockd", "libvirtd"]
+    # A build without vireo-watchdog (an older tree) boots without it.
+    if vireod_bin() and watchdog_bin():
+        daemons.append("watchdog")
     if vireod_bin():
         daemons.append("vireod")
     for d in daemons:
         if d == "libvirtd":
             wait_ready(lab, nodes, "virtlockd", deadline)
             trace("virtlockd ready")
-        if d == "vireod":
-            # vireod talks to libvirtd from the start.
+        if d == "watchdog":
             wait_ready(lab, nodes, "libvirtd", deadline)
             trace("libvirtd ready")
+        if d == "vireod":
+            # vireod talks to libvirtd from the start, and feeds its watchdog.
+            wait_ready(lab, nodes, "watchdog" if "watchdog" in daemons else "libvirtd", deadline)
+            trace("watchdog ready" if "watchdog" in daemons else "libvirtd ready")
         procs = {n: start_daemon(lab, n, d) for n in nodes}
         for n in nodes:
             wait_pid(lab, n, d, procs[n], deadline)
@@ -512,7 +538,7 @@ def wait_cluster(lab, deadline):
     """Until every host sees all hosts as members and is quorate: corosync, then vireod."""
     nodes = lab.nodes()
     while True:
-        check_daemons(lab, nodes, ["corosync", "vireod"])
+        check_daemons(lab, nodes, ["corosync", "watchdog", "vireod"])
         views = corosync_views(lab, nodes)
         if all(v == (len(nodes), True) for v in views.values()):
             break
