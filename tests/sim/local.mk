@@ -4,6 +4,7 @@
 
 check_PROGRAMS += tests/sim/vireo-sim
 tests_sim_vireo_sim_SOURCES = tests/sim/vireo-sim.c tests/sim/sim.h tests/sim/sim_parse.c \
+	tests/sim/sim_world.h tests/sim/sim_events.c tests/sim/sim_host.c \
 	tests/sim/sim_world.c tests/sim/sim_log.c
 tests_sim_vireo_sim_CFLAGS = $(libvireo_cluster_a_CFLAGS)
 tests_sim_vireo_sim_LDADD = $(CLUSTER_LIBS)

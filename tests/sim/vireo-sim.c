@@ -104,7 +104,7 @@ static int setup_vms(struct run *r)
 		Vireo__Op op = VIREO__OP__INIT;
 		Vireo__VmCreate c = VIREO__VM_CREATE__INIT;
 		Vireo__VmSpec s = VIREO__VM_SPEC__INIT;
-		char uuid[40], what[64];
+		char uuid[64], what[64];
 		int rc;
 
 		snprintf(uuid, sizeof(uuid), "00000000-0000-4000-8000-%012zu", i + 1);
