@@ -27,7 +27,24 @@ SIM_SCENARIOS = \
 	tests/sim/11-preferred-nodes \
 	tests/sim/12-pinned-vm-node-lost \
 	tests/sim/13-max-relocations-error \
-	tests/sim/14-non-ha-vm-on-lost-host
+	tests/sim/14-non-ha-vm-on-lost-host \
+	tests/sim/15-migration-source-dies \
+	tests/sim/16-migration-target-dies \
+	tests/sim/17-rejoin-with-stale-guests \
+	tests/sim/18-paused-host-leases-held \
+	tests/sim/19-hung-vireod-cut-off \
+	tests/sim/20-deadline-without-lease-evidence \
+	tests/sim/21-clean-stop-leave-grace \
+	tests/sim/22-maintenance-live-then-exit \
+	tests/sim/23-evacuate-then-active \
+	tests/sim/24-maintenance-live-fails-quick \
+	tests/sim/25-stop-while-fencing \
+	tests/sim/26-whole-cluster-quorum-loss \
+	tests/sim/27-hung-vireod-in-quorum \
+	tests/sim/28-even-split-no-quorum \
+	tests/sim/29-manager-rejoins-mid-fence \
+	tests/sim/30-migration-target-dies-after-commit \
+	tests/sim/31-vireod-killed
 EXTRA_DIST += tests/sim/run-sim tests/sim/README.md $(SIM_SCENARIOS)
 
 .PHONY: check-sim
