@@ -44,7 +44,8 @@ SIM_SCENARIOS = \
 	tests/sim/28-even-split-no-quorum \
 	tests/sim/29-manager-rejoins-mid-fence \
 	tests/sim/30-migration-target-dies-after-commit \
-	tests/sim/31-vireod-killed
+	tests/sim/31-vireod-killed \
+	tests/sim/32-evacuate-vm-that-cannot-move
 EXTRA_DIST += tests/sim/run-sim tests/sim/README.md $(SIM_SCENARIOS)
 
 .PHONY: check-sim
