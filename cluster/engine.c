@@ -63,6 +63,7 @@ struct cluster_engine {
 	struct { uint32_t node; uint64_t left_ms; } departures[CLUSTER_MAX_MEMBERS];
 	size_t n_departures;
 	uint64_t quorate_since_ms;
+	uint64_t last_tick_mono_ms;
 	uint32_t token_ms;
 
 	struct peer_report peers[CLUSTER_MAX_MEMBERS];
@@ -599,6 +600,18 @@ void cluster_engine_disconnected(struct cluster_engine *e)
 
 void cluster_engine_tick(struct cluster_engine *e, uint64_t now_ms, uint32_t token_ms)
 {
+	uint64_t mono = mono_now(e);
+
+	/* Ticks come every few hundred ms: a longer gap means this host was
+	 * frozen or stalled, and it cannot vouch for what it did not see (a
+	 * node may have come and gone meanwhile): fence deadlines count again
+	 * from now. */
+	if (e->last_tick_mono_ms && mono - e->last_tick_mono_ms > token_ms && e->quorate) {
+		qb_log(LOG_WARNING, "this host did not run for %" PRIu64 " ms; fence deadlines it "
+		       "measures start again", mono - e->last_tick_mono_ms);
+		e->quorate_since_ms = mono;
+	}
+	e->last_tick_mono_ms = mono;
 	e->now_ms = now_ms;
 	if (!e->connected)
 		return;

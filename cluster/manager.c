@@ -194,10 +194,10 @@ static const Vireo__Vm *next_to_drain(const struct cluster_manager_view *v, cons
 		const Vireo__Vm *vm = v->st->vms[i];
 		uint32_t t;
 
-		if (vm->owner != n->id || vm->state != VIREO__VM_STATE__VM_RUNNING || given_up(vm, n))
+		if (vm->owner != n->id || vm->state != VIREO__VM_STATE__VM_RUNNING)
 			continue;
 		(*left)++;
-		if (best && best->spec->priority >= vm->spec->priority)
+		if (given_up(vm, n) || (best && best->spec->priority >= vm->spec->priority))
 			continue;
 		if ((t = drain_target(v, n, vm))) {
 			best = vm;

@@ -125,7 +125,8 @@ int cluster_vm_fenced_apply(cluster_state *st, const Vireo__Op *op)
 		vm->lost_node = 0;
 		cluster_vm_set_state(vm, VIREO__VM_STATE__VM_STOPPED, op->time_ms);
 		if (vm->spec->ha)
-			snprintf(msg, sizeof(msg), "stopped: node %s was lost while it was stopping", lost);
+			snprintf(msg, sizeof(msg), "stopped: node %s was lost, and the VM was to stop",
+				 lost);
 		else
 			snprintf(msg, sizeof(msg), "stopped: node %s was lost and the VM is not HA "
 				 "(vireo vm start %s starts it again)", lost, vm->spec->name);

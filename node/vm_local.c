@@ -680,6 +680,8 @@ static bool is_vm_op(const Vireo__Op *op)
 	case VIREO__OP__BODY_VM_MIGRATE_CANCEL:
 	case VIREO__OP__BODY_VM_MIGRATE_COMMIT:
 	case VIREO__OP__BODY_VM_MIGRATE_END:
+	case VIREO__OP__BODY_VM_FENCE:
+	case VIREO__OP__BODY_VM_FENCED:
 		return true;
 	default:
 		return false;
