@@ -272,10 +272,10 @@ static void check(struct node_daemon *d)
 	if (f->fenced || self_fence(d) < 0)
 		return;
 	f->fenced = true;
+	now = node_now_mono_ms();
 	if (now - f->lost_ms > VIREO_SELF_FENCE_MS(d->token_ms))
 		qb_log(LOG_WARNING, "self-fencing took %" PRIu64 " ms, more than the %u ms the "
-		       "watchdog waits", node_now_mono_ms() - f->lost_ms,
-		       VIREO_SELF_FENCE_MS(d->token_ms));
+		       "watchdog waits", now - f->lost_ms, VIREO_SELF_FENCE_MS(d->token_ms));
 	/* The confirmation now, not at the next feed. */
 	send_feed(d, false);
 }
