@@ -8,6 +8,7 @@ runs vireo-watchdog next to vireod (doc/failover.md, "Host side").
   (b) vireod on a host with an HA guest is SIGSTOPped: it stops feeding, and
       after VIREO_WATCHDOG_TIMEOUT_MS (5 T) the watchdog kills the guest,
       then vireod;
+  a watchdog restarted (stop-daemon, start-daemon) is fed again;
   (c) a host with an HA guest is cut off (partition): it loses quorum, and
       its vireod destroys the guest within detection + VIREO_SELF_FENCE_MS
       and logs "self-fencing: destroyed HA guest ... (lost quorum)".
@@ -126,6 +127,26 @@ def vireod_hung(lab):
     log(f"(b) the watchdog killed fb-ha, then vireod ({time.monotonic() - t0:.2f} s after SIGSTOP)")
 
 
+def watchdog_restarted(lab):
+    """A watchdog that restarts is fed again: vireod reconnects on its own."""
+    old = daemon_pid(lab, "n3", "watchdog")
+    lab.run("stop-daemon", "n3", "watchdog")
+    check("fc-ha" in virsh_running(lab, "n3"), "fc-ha died with n3's watchdog")
+    t0 = time.monotonic()
+    lab.run("start-daemon", "n3", "watchdog")
+    new = daemon_pid(lab, "n3", "watchdog")
+    check(new and new != old, "start-daemon n3 watchdog started no new watchdog (%s, was %s)",
+          new, old)
+
+    def fed_again():
+        text = watchdog_log(lab, "n3")
+        mine = [l for l in text.splitlines() if f"[{new}]" in l]
+        return any("protects 1 guest(s): fc-ha" in l for l in mine)
+    wait_until("n3's new watchdog to be fed fc-ha", fed_again, 10)
+    log(f"n3's watchdog restarted (pid {old} -> {new}): vireod fed it fc-ha "
+        f"{time.monotonic() - t0:.2f} s later")
+
+
 def host_cut_off(lab):
     t0 = time.monotonic()
     lab.run("partition", "n1,n2", "n3")
@@ -155,6 +176,7 @@ def test(lab: Lab):
         setup(lab)
         vireod_killed(lab)
         vireod_hung(lab)
+        watchdog_restarted(lab)
         host_cut_off(lab)
     except TestFailure:
         for n in NODES:
