@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -310,7 +311,7 @@ static int poll_timeout(const struct wd *wd, uint64_t now)
 		due = wd->pet_ms;
 	if (due == WATCHDOG_NEVER)
 		return -1;
-	return due <= now ? 0 : due - now > 60000 ? 60000 : (int)(due - now);
+	return due <= now ? 0 : due - now > INT_MAX ? INT_MAX : (int)(due - now);
 }
 
 static void run(struct wd *wd)
@@ -325,8 +326,10 @@ static void run(struct wd *wd)
 		quorum_retry(wd, now);
 		watchdog_deadlines_run(wd, now);
 		if (wd->hw.fd >= 0 && !wd->hw.stopped && now >= wd->pet_ms) {
-			if (watchdog_hw_pet(&wd->hw) < 0)
-				qb_log(LOG_ERR, "cannot pet the hardware watchdog: %s", strerror(errno));
+			int rc = watchdog_hw_pet(&wd->hw);
+
+			if (rc < 0)
+				qb_log(LOG_ERR, "cannot pet the hardware watchdog: %s", strerror(-rc));
 			wd->pet_ms = now + VIREO_WATCHDOG_FEED_MS(wd->token_ms);
 		}
 		pfd[n++] = (struct pollfd){ .fd = wd->sig_fd, .events = POLLIN };

@@ -47,10 +47,6 @@ def watchdog_log(lab, node):
     return host_log(lab, node, "vireo-watchdog.log")
 
 
-def vireod_log(lab, node):
-    return host_log(lab, node, "vireod.log")
-
-
 def protected(lab, node, vm):
     """The watchdog of node was fed a list that names vm."""
     for line in reversed(watchdog_log(lab, node).splitlines()):
@@ -58,6 +54,15 @@ def protected(lab, node, vm):
             names = line.split(": ", 2)[-1].split(", ") if "guest(s): " in line else []
             return vm in names
     return False
+
+
+def wait_logged(lab, node, name, text, what, timeout=3):
+    """text shows up in node's log name (a line may land just after the fact it tells)."""
+    try:
+        wait_until(what, lambda: text in host_log(lab, node, name), timeout, interval=0.05)
+    except TestFailure:
+        return False
+    return True
 
 
 def wait_gone(lab, node, vm, timeout):
@@ -93,8 +98,8 @@ def vireod_killed(lab):
     log(f"(a) vireod on n1 SIGKILLed: fa-ha gone {took:.2f} s later")
     check(took <= 1.0 + SLACK, "fa-ha ran %.2f s after its vireod was killed (the watchdog "
           "should kill it at once)", took)
-    check("killed guest fa-ha" in watchdog_log(lab, "n1"), "the watchdog of n1 does not say it "
-          "killed fa-ha")
+    check(wait_logged(lab, "n1", "vireo-watchdog.log", "killed guest fa-ha", "n1's watchdog log"),
+          "the watchdog of n1 does not say it killed fa-ha")
     time.sleep(1)
     check("fa-plain" in virsh_running(lab, "n1"), "non-HA fa-plain no longer runs on n1 after "
           "vireod was killed")
@@ -120,10 +125,11 @@ def vireod_hung(lab):
                 return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
         except FileNotFoundError:
             return True
-    _, t = wait_until(f"vireod (pid {pid}) on n2 to be killed", vireod_dead, 5, interval=0.05)
-    wlog = watchdog_log(lab, "n2")
-    check("has not fed the watchdog" in wlog and f"killed vireod (pid {pid})" in wlog,
-          "the watchdog of n2 does not say it killed the hung vireod: %s", wlog[-600:])
+    wait_until(f"vireod (pid {pid}) on n2 to be killed", vireod_dead, 5, interval=0.05)
+    check(wait_logged(lab, "n2", "vireo-watchdog.log", f"killed vireod (pid {pid})",
+                      "n2's watchdog log") and "has not fed the watchdog" in watchdog_log(lab, "n2"),
+          "the watchdog of n2 does not say it killed the hung vireod: %s",
+          watchdog_log(lab, "n2")[-600:])
     log(f"(b) the watchdog killed fb-ha, then vireod ({time.monotonic() - t0:.2f} s after SIGSTOP)")
 
 
@@ -154,9 +160,10 @@ def host_cut_off(lab):
     log(f"(c) n3 cut off: fc-ha gone {took:.2f} s later (detection {DETECTION:.1f} s + "
         f"self-fence {SELF_FENCE:.1f} s)")
     check(took <= DETECTION + SELF_FENCE + SLACK, "fc-ha ran %.2f s on the cut-off n3", took)
-    vlog, wlog = vireod_log(lab, "n3"), watchdog_log(lab, "n3")
     line = "self-fencing: destroyed HA guest fc-ha (lost quorum)"
-    check(line in vlog, "n3's vireod.log lacks %r%s", line,
+    logged = wait_logged(lab, "n3", "vireod.log", line, "n3's vireod log")
+    wlog = watchdog_log(lab, "n3")
+    check(logged, "n3's vireod.log lacks %r%s", line,
           " (its watchdog killed the guest: vireod did not confirm in time)"
           if "killed guest fc-ha" in wlog else "")
     log(f"(c) n3's vireod logged {line!r}; its watchdog: "
