@@ -59,6 +59,7 @@ static void on_confchg(cpg_handle_t h, const struct cpg_name *g,
 {
 	struct cluster_corosync *c = NULL;
 	uint32_t ids[CLUSTER_MAX_MEMBERS];
+	struct votequorum_info info;
 	size_t n = 0;
 
 	if (cpg_context_get(h, (void **)&c) != CS_OK || !c)
@@ -71,6 +72,12 @@ static void on_confchg(cpg_handle_t h, const struct cpg_name *g,
 			ids[n++] = members[i].nodeid;
 	}
 	qb_log(LOG_INFO, "CPG membership: %zu members, %zu left, %zu joined", n, n_left, n_joined);
+	/* votequorum's own notification of a ring change may come after this
+	 * one: until then a node cut off would take its old quorum for the
+	 * new, smaller membership and act as its manager. Ask now; corosync
+	 * has settled quorum for the new ring before CPG reports it. */
+	if (votequorum_getinfo(c->vq, 0, &info) == CS_OK)
+		c->cb.quorum(c->cb.ctx, (info.flags & VOTEQUORUM_INFO_QUORATE) != 0);
 	c->cb.membership(c->cb.ctx, ids, n);
 }
 
