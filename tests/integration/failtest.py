@@ -14,9 +14,10 @@ Two watchers look at every host all the time, each in its own way:
   * VirshWatch keeps one interactive virsh per host (`vireo-lab exec nI
     virsh`) and asks it `list --name --state-running` every 100 ms: what
     libvirt says runs. A sample is stamped with the middle of its round
-    trip, or with its answer when it stalled (a frozen host answers once
-    thawed). A guest shown running on two hosts with overlapping runs of
-    samples is a double run.
+    trip; one that stalled (a frozen host answers once thawed, maybe from
+    libvirtd's view before the thaw) with when it was asked, so it does not
+    stretch a run past what libvirt surely said. A guest shown running on
+    two hosts with overlapping runs of samples is a double run.
 
 Both record a timeline per guest (which hosts, from when) for the log."""
 import contextlib
@@ -259,7 +260,7 @@ class VirshWatch:
         self.hosts = {h: _VirshHost(self, h) for h in hosts}
 
     def record(self, host, t_sent, t_answered, names):
-        t = t_answered if t_answered - t_sent > self.STALL_S else (t_sent + t_answered) / 2
+        t = t_sent if t_answered - t_sent > self.STALL_S else (t_sent + t_answered) / 2
         with self.lock:
             prev = self.last.get(host)
             for g in names:
@@ -512,3 +513,36 @@ def host_cgroup(lab, node):
 def log_where(watch, names, t_ref):
     for n in names:
         log(f"  {n}: {watch.story(n, t_ref)}")
+
+
+def boots_before(lab, names):
+    """{vm: (boot_id of its latest heartbeat, highest ACKED so far)}."""
+    return {n: (vmtest.current_boot(lab, n)[0], max_acked(lab, n)) for n in names}
+
+
+def wait_back(lab, names, before, alive, via, t0, timeout):
+    """Waits until each VM of names runs (as the cluster says) on a host of
+    alive with a heartbeat of a boot other than before[vm][0]; returns
+    {vm: (seconds after t0, node, new boot_id)}."""
+    back, last = {}, {}
+    deadline = t0 + timeout
+    while len(back) < len(names):
+        try:
+            last = vmtest.vm_list(lab, via)
+        except Exception:        # the CLI may not answer during the membership change
+            pass
+        now = time.monotonic() - t0
+        for n in names:
+            if n in back:
+                continue
+            bid, _ = vmtest.current_boot(lab, n)
+            v = last.get(n)
+            if bid and bid != before[n][0] and v and v["state"] == "running" and \
+                    v["node"] in alive:
+                back[n] = (now, v["node"], bid)
+        check(time.monotonic() < deadline, "after %.0f s not every HA VM runs again on %s: "
+              "back %s; VMs now %s", time.monotonic() - t0, alive, sorted(back),
+              {n: ((last.get(n) or {}).get("state"), (last.get(n) or {}).get("node"),
+                   (last.get(n) or {}).get("message")) for n in names})
+        time.sleep(0.1)
+    return back

@@ -17,11 +17,10 @@ per host every 100 ms) check all along that no guest runs on two hosts:
 import time
 
 from labtest import Lab, check, converged, log, main, wait_until
-from failtest import (FAILOVER_BOUND_S, FENCE_DELAY_S, Watch, check_recovered_disk, cli_has,
-                      events, failover_events, log_where, max_acked, put_ha_vm, virsh_all,
-                      wait_acked)
-from vmtest import (cli_has_vm, current_boot, ensure_guest, vm_cmd, vm_list, wait_ready,
-                    wait_vm)
+from failtest import (FAILOVER_BOUND_S, FENCE_DELAY_S, Watch, boots_before,
+                      check_recovered_disk, cli_has, events, failover_events, log_where,
+                      put_ha_vm, virsh_all, wait_acked, wait_back)
+from vmtest import cli_has_vm, ensure_guest, vm_cmd, vm_list, wait_ready, wait_vm
 
 # After a host rejoins, watch this long for a guest it must not run: two of
 # its vireod's reconcile passes (VIREO_VM_RECONCILE_MS, 3 T).
@@ -33,38 +32,14 @@ def kill_and_fail_over(lab, watch, victims, ha, alive, via, plain=()):
     alive as a new boot with its acknowledged writes, within the bound.
     Every VM of plain must end stopped, naming its lost host."""
     owner = {n: vm_list(lab, via)[n]["node"] for n in list(ha) + list(plain)}
-    before = {}
-    for n in ha:
-        boot, _ = current_boot(lab, n)
-        before[n] = (boot, max_acked(lab, n))
+    before = boots_before(lab, ha)
     t_wall = time.time() * 1000
     t0 = time.monotonic()
     for v in victims:
         lab.run("kill", v)
     log(f"killed {', '.join(victims)} ({time.monotonic() - t0:.2f} s); waiting for "
         f"{', '.join(ha)} to come back")
-
-    back = {}
-    deadline = t0 + FAILOVER_BOUND_S + 20
-    last = {}
-    while len(back) < len(ha):
-        try:
-            last = vm_list(lab, via)
-        except Exception:        # the CLI may not answer during the membership change
-            pass
-        now = time.monotonic() - t0
-        for n in ha:
-            if n in back:
-                continue
-            bid, _ = current_boot(lab, n)
-            v = last.get(n)
-            if bid and bid != before[n][0] and v and v["state"] == "running" and \
-                    v["node"] in alive:
-                back[n] = (now, v["node"], bid)
-        check(time.monotonic() < deadline, "after %.0f s not every HA VM runs again on %s: "
-              "back %s; VMs now %s", time.monotonic() - t0, alive, sorted(back),
-              {n: (last.get(n) or {}).get("state") for n in ha})
-        time.sleep(0.1)
+    back = wait_back(lab, ha, before, alive, via, t0, FAILOVER_BOUND_S + 20)
 
     for n, (took, node, bid) in sorted(back.items()):
         disk_last, acked = check_recovered_disk(lab, n, before[n][0], bid, before[n][1])
