@@ -7,7 +7,8 @@ Two watchers look at every host all the time, each in its own way:
 
   * QemuWatch reads the hosts' freezer cgroups (every process of host nI is
     in /sys/fs/cgroup/freezer/vireo-lab/LAB/nI, QEMU included) every 20 ms
-    and names each QEMU by its `-name guest=NAME`. One scan reads all hosts
+    and names each QEMU by its `-name guest=NAME` (a zombie does not count:
+    it holds no disk). One scan reads all hosts
     within a millisecond, so one guest's QEMU in two hosts in one scan is
     two at one instant. A frozen host's QEMU counts: it holds the disk and
     runs on when thawed.
@@ -76,7 +77,10 @@ class QemuWatch:
         comm = stat[stat.find(b"(") + 1:stat.rfind(b")")]
         if not comm.startswith(b"qemu-system"):
             return None
-        start = stat[stat.rfind(b")") + 2:].split()[19]      # field 22
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if rest[0] in (b"Z", b"X"):   # dead, not yet reaped: its disk and locks are let go
+            return None
+        start = rest[19]              # field 22
         key = (pid, start)
         if key not in self.cache:
             try:
