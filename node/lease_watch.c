@@ -3,8 +3,9 @@
  * storage does, and the manager (and the watchdog's feed) must not.
  *
  * One check runs at a time, in a thread of its own, over the lease files of
- * the VM's disks (sharedstore/leases.h); its answer comes back through a
- * pipe polled by the loop. An answer is good for VIREO_LEASE_RECHECK_MS:
+ * the disks (sharedstore/leases.h) of the VM asked about and of every other
+ * VM that is fencing; the answers come back through a pipe polled by the
+ * loop. An answer is good for VIREO_LEASE_RECHECK_MS:
  * "held" is looked at again after that, and "free" is only trusted that
  * long too, since the VM's guest could be started again meanwhile. */
 #include <errno.h>
@@ -25,13 +26,21 @@
 
 #define LEASE_PATH_MAX 320
 
-struct lease_check {
+/* One VM's disks, checked together. */
+struct lease_vm {
 	char name[CLUSTER_NAME_MAX + 1];
 	uint64_t generation;
-	char pool[256];
 	char paths[CLUSTER_VM_MAX_DISKS][LEASE_PATH_MAX];
 	size_t n_paths;
 	int result;                  /* 1 free, 0 held, -errno */
+};
+
+/* A batch: every VM that is fencing when the manager first asks, so that
+ * the fences of a host with many VMs are confirmed together. */
+struct lease_check {
+	char pool[256];
+	struct lease_vm *vms;
+	size_t n_vms;
 	int write_fd;
 };
 
@@ -55,14 +64,20 @@ static void *check_thread(void *arg)
 {
 	struct lease_check *c = arg;
 
-	c->result = 1;
-	for (size_t i = 0; i < c->n_paths && c->result == 1; i++) {
-		int rc = store_lease_held(c->pool, c->paths[i]);
-		c->result = rc == 1 ? 0 : rc == 0 ? 1 : rc;
+	for (size_t v = 0; v < c->n_vms; v++) {
+		struct lease_vm *lv = &c->vms[v];
+
+		lv->result = 1;
+		for (size_t i = 0; i < lv->n_paths && lv->result == 1; i++) {
+			int rc = store_lease_held(c->pool, lv->paths[i]);
+			lv->result = rc == 1 ? 0 : rc == 0 ? 1 : rc;
+		}
 	}
 	/* The pointer itself goes through the pipe: PIPE_BUF makes it atomic. */
-	if (write(c->write_fd, &c, sizeof(c)) != sizeof(c))
+	if (write(c->write_fd, &c, sizeof(c)) != sizeof(c)) {
+		free(c->vms);
 		free(c);
+	}
 	return NULL;
 }
 
@@ -93,55 +108,75 @@ static int32_t answer_ready(int32_t fd, int32_t revents, void *data)
 	if (read(fd, &c, sizeof(c)) != sizeof(c))
 		return 0;
 	l->busy = false;
-	if ((a = answer(l, c->name, true))) {
-		a->generation = c->generation;
-		a->result = c->result;
+	for (size_t v = 0; v < c->n_vms; v++) {
+		const struct lease_vm *lv = &c->vms[v];
+
+		if (!(a = answer(l, lv->name, true)))
+			continue;
+		a->generation = lv->generation;
+		a->result = lv->result;
 		a->at_ms = node_now_mono_ms();
-		if (c->result < 0)
+		if (lv->result < 0)
 			qb_log(LOG_WARNING, "cannot read the disk leases of VM %s: %s; its fence waits",
-			       c->name, strerror(-c->result));
+			       lv->name, strerror(-lv->result));
 		else
-			qb_log(LOG_INFO, "disk leases of VM %s: %s", c->name, c->result ? "free" : "held");
+			qb_log(LOG_INFO, "disk leases of VM %s: %s", lv->name,
+			       lv->result ? "free" : "held");
 	}
+	free(c->vms);
 	free(c);
 	if (d->engine)
 		cluster_engine_kick(d->engine);
 	return 0;
 }
 
-static int start_check(struct node_daemon *d, const Vireo__Vm *vm)
+static void add_vm(struct node_daemon *d, struct lease_check *c, const Vireo__Vm *vm)
 {
-	struct node_leases *l = d->leases;
-	struct lease_check *c = calloc(1, sizeof(*c));
-	pthread_attr_t attr;
-	pthread_t t;
-	int rc;
+	struct lease_vm *lv = &c->vms[c->n_vms++];
 
-	if (!c)
-		return -ENOMEM;
-	snprintf(c->name, sizeof(c->name), "%s", vm->spec->name);
-	snprintf(c->pool, sizeof(c->pool), "%s", d->cfg.pool_dir);
-	c->generation = vm->generation;
-	c->write_fd = l->pipe[1];
+	snprintf(lv->name, sizeof(lv->name), "%s", vm->spec->name);
+	lv->generation = vm->generation;
 	for (size_t i = 0; i < vm->spec->n_disks && i < CLUSTER_VM_MAX_DISKS; i++) {
 		const Vireo__VmDisk *disk = vm->spec->disks[i];
 		enum store_format f = strcmp(disk->format, "raw") == 0 ? STORE_FMT_RAW : STORE_FMT_QCOW2;
 
-		if (store_image_path(d->store, disk->image, f, c->paths[c->n_paths],
+		if (store_image_path(d->store, disk->image, f, lv->paths[lv->n_paths],
 				     LEASE_PATH_MAX) == 0)
-			c->n_paths++;
+			lv->n_paths++;
 	}
+}
+
+static int start_check(struct node_daemon *d, const Vireo__Vm *asked)
+{
+	struct node_leases *l = d->leases;
+	const cluster_state *st = cluster_engine_state(d->engine);
+	struct lease_check *c = calloc(1, sizeof(*c));
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc = -ENOMEM;
+
+	if (!c || !(c->vms = calloc(st->n_vms + 1, sizeof(*c->vms))))
+		goto fail;
+	snprintf(c->pool, sizeof(c->pool), "%s", d->cfg.pool_dir);
+	c->write_fd = l->pipe[1];
+	add_vm(d, c, asked);
+	for (size_t i = 0; i < st->n_vms; i++)
+		if (st->vms[i]->state == VIREO__VM_STATE__VM_FENCING && st->vms[i] != asked)
+			add_vm(d, c, st->vms[i]);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	rc = -pthread_create(&t, &attr, check_thread, c);
 	pthread_attr_destroy(&attr);
-	if (rc < 0) {
-		free(c);
-		return rc;
-	}
+	if (rc < 0)
+		goto fail;
 	l->busy = true;
 	l->busy_since_ms = node_now_mono_ms();
 	return 0;
+fail:
+	if (c)
+		free(c->vms);
+	free(c);
+	return rc;
 }
 
 int node_leases_free(struct node_daemon *d, const Vireo__Vm *vm)
@@ -150,7 +185,7 @@ int node_leases_free(struct node_daemon *d, const Vireo__Vm *vm)
 	struct lease_answer *a;
 	uint64_t now = node_now_mono_ms();
 
-	if (!l || !d->store)
+	if (!l || !d->store || !d->engine)
 		return -EAGAIN;
 	a = answer(l, vm->spec->name, false);
 	if (a && a->generation == vm->generation && a->result >= 0 &&

@@ -318,9 +318,17 @@ static void self_fence(struct wd *wd, uint64_t now)
 	}
 }
 
+/* Due while some client still lists guests it has not been fenced for
+ * since this loss: once they are confirmed gone or killed, nothing is due
+ * (a due time left in the past would make poll() spin). */
 static uint64_t self_fence_due(const struct wd *wd)
 {
-	return wd->quorate ? WATCHDOG_NEVER : wd->lost_ms + VIREO_SELF_FENCE_MS(wd->token_ms);
+	if (wd->quorate)
+		return WATCHDOG_NEVER;
+	for (const struct wd_client *c = wd->clients; c; c = c->next)
+		if (c->n_guests && !c->fence_logged)
+			return wd->lost_ms + VIREO_SELF_FENCE_MS(wd->token_ms);
+	return WATCHDOG_NEVER;
 }
 
 void watchdog_deadlines_run(struct wd *wd, uint64_t now)

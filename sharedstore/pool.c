@@ -354,7 +354,11 @@ int store_pool_check_start(const struct store_pool_opts *opts, struct store_pool
 		struct store_pool_status st;
 		ssize_t n;
 
-		close(fds[0]);
+		/* The child may outlive its parent (a pool that hangs): it must
+		 * not hold the parent's other descriptors open with it (the
+		 * watchdog and corosync see the parent gone when they close). */
+		close_range(3, (unsigned)fds[1] - 1, 0);
+		close_range((unsigned)fds[1] + 1, ~0u, 0);
 		memset(&st, 0, sizeof(st));
 		st.ok = true;
 		check_pool(opts, &st);
