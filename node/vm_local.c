@@ -303,6 +303,34 @@ static bool is_up(const struct hv_vm_info *dom)
 		       dom->state == HV_STATE_SHUTTING_DOWN);
 }
 
+/* A guest of ours that should run is paused outside any migration: one
+ * that vireod was driving when it died (its migration record is gone with
+ * the fence that followed; the owner got it back). Any libvirt job still
+ * on it is aborted first, then it runs on. */
+static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
+{
+	struct node_vms *v = d->vms;
+	bool busy = false;
+	int rc;
+
+	if (v->drv->job_active(v->conn, lv->name, &busy) == 0 && busy) {
+		qb_log(LOG_WARNING, "VM %s: paused with a migration job of a migration that is over; "
+		       "aborting the job", lv->name);
+		if ((rc = v->drv->migrate_abort(v->conn, lv->name)) < 0)
+			qb_log(LOG_WARNING, "VM %s: cannot abort the job: %s", lv->name, strerror(-rc));
+		schedule_pass(d, VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms));
+		return;
+	}
+	/* A failure is tried again by the periodic pass, not in a loop. */
+	if ((rc = v->drv->resume(v->conn, lv->name)) < 0) {
+		qb_log(LOG_ERR, "VM %s: paused outside a migration and cannot be resumed: %s",
+		       lv->name, v->drv->last_error(v->conn));
+		return;
+	}
+	qb_log(LOG_WARNING, "VM %s: was left paused outside a migration; resumed", lv->name);
+	schedule_pass(d, 0);
+}
+
 /* The one next step for a VM this node owns. */
 static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
 			    const struct hv_vm_info *dom)
@@ -327,6 +355,11 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		lv->start_failed = false;
 		lv->last_stop = HV_REASON_NONE;     /* that of an earlier guest */
 		lv->off_since_ms = 0;
+	}
+	if (up && dom->state == HV_STATE_PAUSED && vm->want_running &&
+	    (vm->state == VIREO__VM_STATE__VM_STARTING || vm->state == VIREO__VM_STATE__VM_RUNNING)) {
+		resume_left_paused(d, lv);
+		return;
 	}
 	switch (vm->state) {
 	case VIREO__VM_STATE__VM_STARTING:

@@ -93,6 +93,10 @@ class QemuWatch:
                 if a.startswith(b"guest="):
                     name = a[6:].split(b",")[0].decode(errors="replace")
                     break
+            # A process caught in exec has its new name but not yet its
+            # arguments: ask again next scan rather than remember "none".
+            if name is None:
+                return None
             self.cache[key] = name
         return self.cache[key]
 
