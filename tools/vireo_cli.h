@@ -40,6 +40,10 @@ int vireo_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 /* vireo_vm.c: "vireo vm ..."; argv[0] is "vm". */
 int vireo_vm_main(const struct cli *cli, int argc, char **argv);
 
+/* Every VM (name NULL or ""), or the one named (EXIT_FAILED with a sentence
+ * when it is gone): a VmListReply in *resp, or the exit code. */
+int vireo_fetch_vms(const struct cli *cli, const char *name, Vireo__Response **resp);
+
 /* vireo_migrate.c: "vireo vm migrate ..."; argv[0] is "vm". */
 int vireo_vm_migrate(const struct cli *cli, int argc, char **argv);
 

@@ -135,26 +135,6 @@ static void print_table(const Vireo__GroupListReply *gl, const Vireo__VmListRepl
 	}
 }
 
-static int fetch_vms(const struct cli *cli, Vireo__Response **resp)
-{
-	Vireo__Request req = VIREO__REQUEST__INIT;
-	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
-	int rc;
-
-	lq.name = "";
-	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
-	req.vm_list = &lq;
-	if ((rc = vireo_call(cli, &req, resp, false)) != EXIT_OK)
-		return rc;
-	if ((*resp)->body_case != VIREO__RESPONSE__BODY_VM_LIST) {
-		fprintf(stderr, "vireo: vireod answered something else than a VM list\n");
-		vireo__response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return EXIT_FAILED;
-	}
-	return EXIT_OK;
-}
-
 /* Prints groups (all, or the one a change answered with) with where their
  * members run. */
 static int print_groups(const struct cli *cli, const Vireo__GroupListReply *gl, bool one)
@@ -163,7 +143,7 @@ static int print_groups(const struct cli *cli, const Vireo__GroupListReply *gl, 
 	const Vireo__VmListReply *lr;
 	int rc;
 
-	if ((rc = fetch_vms(cli, &vms)) != EXIT_OK)
+	if ((rc = vireo_fetch_vms(cli, "", &vms)) != EXIT_OK)
 		return rc;
 	lr = vms->vm_list;
 	if (cli->json && one) {

@@ -135,26 +135,6 @@ static bool show_result(const struct cli *cli, const Vireo__VmListReply *lr, con
 	return r->ok;
 }
 
-static int fetch(const struct cli *cli, const char *name, Vireo__Response **resp)
-{
-	Vireo__Request req = VIREO__REQUEST__INIT;
-	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
-	int rc;
-
-	lq.name = (char *)name;
-	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
-	req.vm_list = &lq;
-	if ((rc = vireo_call(cli, &req, resp, false)) != EXIT_OK)
-		return rc;
-	if ((*resp)->body_case != VIREO__RESPONSE__BODY_VM_LIST || (*resp)->vm_list->n_vms != 1) {
-		fprintf(stderr, "vireo: VM %s is gone (deleted meanwhile?)\n", name);
-		vireo__response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return EXIT_FAILED;
-	}
-	return EXIT_OK;
-}
-
 /* Follows migration id of VM name until it ends: EXIT_OK with *moved
  * saying how it ended, or the exit code of why the outcome is unknown. */
 static int follow(const struct cli *cli, const char *name, uint64_t id, bool cancel, bool *moved)
@@ -170,7 +150,7 @@ static int follow(const struct cli *cli, const char *name, uint64_t id, bool can
 		const Vireo__Vm *vm;
 		int rc;
 
-		if ((rc = fetch(cli, name, &resp)) != EXIT_OK)
+		if ((rc = vireo_fetch_vms(cli, name, &resp)) != EXIT_OK)
 			return rc;
 		lr = resp->vm_list;
 		vm = lr->vms[0];

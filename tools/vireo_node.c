@@ -104,26 +104,6 @@ static json_object *event(const char *kind, const char *vm)
 	return o;
 }
 
-static int fetch(const struct cli *cli, Vireo__Response **resp)
-{
-	Vireo__Request req = VIREO__REQUEST__INIT;
-	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
-	int rc;
-
-	lq.name = "";
-	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
-	req.vm_list = &lq;
-	if ((rc = vireo_call(cli, &req, resp, false)) != EXIT_OK)
-		return rc;
-	if ((*resp)->body_case != VIREO__RESPONSE__BODY_VM_LIST) {
-		fprintf(stderr, "vireo: vireod answered something else than a VM list\n");
-		vireo__response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return EXIT_FAILED;
-	}
-	return EXIT_OK;
-}
-
 static struct track *track_of(struct follow *f, const char *name)
 {
 	for (size_t i = 0; i < f->n_vms; i++)
@@ -316,7 +296,7 @@ static int follow(struct follow *f, Vireo__NodeMode mode, size_t at_start)
 		Vireo__Response *resp;
 		int rc, done;
 
-		if ((rc = fetch(f->cli, &resp)) != EXIT_OK)
+		if ((rc = vireo_fetch_vms(f->cli, "", &resp)) != EXIT_OK)
 			return rc;
 		done = poll_once(f, resp->vm_list, mode, &left);
 		vireo__response__free_unpacked(resp, NULL);
@@ -358,7 +338,7 @@ static int set_mode(const struct cli *cli, const char *node, Vireo__NodeMode mod
 	int rc;
 
 	/* What was there before: results from earlier are not this one's. */
-	if (wait && ((rc = fetch(cli, &before)) != EXIT_OK ||
+	if (wait && ((rc = vireo_fetch_vms(cli, "", &before)) != EXIT_OK ||
 		     (rc = vireo_fetch_groups(cli, &groups)) != EXIT_OK))
 		goto cleanup;
 	f.groups = groups ? groups->groups : NULL;

@@ -802,6 +802,30 @@ static int cmd_console(const struct cli *cli, const char *name, bool follow)
 	return rc;
 }
 
+int vireo_fetch_vms(const struct cli *cli, const char *name, Vireo__Response **resp)
+{
+	Vireo__Request req = VIREO__REQUEST__INIT;
+	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
+	int rc;
+
+	lq.name = (char *)(name ? name : "");
+	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
+	req.vm_list = &lq;
+	if ((rc = vireo_call(cli, &req, resp, false)) != EXIT_OK)
+		return rc;
+	if ((*resp)->body_case != VIREO__RESPONSE__BODY_VM_LIST ||
+	    (name && name[0] && (*resp)->vm_list->n_vms != 1)) {
+		if (name && name[0])
+			fprintf(stderr, "vireo: VM %s is gone (deleted meanwhile?)\n", name);
+		else
+			fprintf(stderr, "vireo: vireod answered something else than a VM list\n");
+		vireo__response__free_unpacked(*resp, NULL);
+		*resp = NULL;
+		return EXIT_FAILED;
+	}
+	return EXIT_OK;
+}
+
 int vireo_vm_main(const struct cli *cli, int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : NULL;
