@@ -9,6 +9,7 @@
  *                    should run), ERROR (relocated too often), or STOPPED
  */
 #include "cluster/vm.h"
+#include "cluster/vm_migrate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,29 +25,15 @@ static Vireo__Vm *current_vm(cluster_state *st, const char *name, uint64_t gener
 	return vm && vm->generation == generation ? vm : NULL;
 }
 
+/* A migration whose owner is lost ends here, failed. */
 static int end_migration(Vireo__Vm *vm, const char *why, int64_t time_ms)
 {
-	Vireo__MigrationResult *r;
-	const Vireo__VmMigration *m = vm->migration;
+	int rc;
 
-	if (!m)
+	if (!vm->migration)
 		return 0;
-	if (!(r = calloc(1, sizeof(*r))))
-		return -ENOMEM;
-	vireo__migration_result__init(r);
-	r->id = m->id;
-	r->source = m->source;
-	r->target = m->target;
-	r->kind = m->kind;
-	r->ended_ms = time_ms;
-	r->total_ms = time_ms > m->started_ms ? (uint64_t)(time_ms - m->started_ms) : 0;
-	if (!(r->message = strdup(why))) {
-		free(r);
-		return -ENOMEM;
-	}
-	if (vm->last_migration)
-		protobuf_c_message_free_unpacked(&vm->last_migration->base, NULL);
-	vm->last_migration = r;
+	if ((rc = cluster_vm_migration_record(vm, false, why, 0, 0, time_ms)) < 0)
+		return rc;
 	protobuf_c_message_free_unpacked(&vm->migration->base, NULL);
 	vm->migration = NULL;
 	return 0;

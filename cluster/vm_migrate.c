@@ -285,27 +285,26 @@ static uint64_t span(int64_t from, int64_t to)
 	return from && to > from ? (uint64_t)(to - from) : 0;
 }
 
-/* The outcome, kept in last_migration for the CLI and vm show. */
-static int record_result(cluster_state *st, Vireo__Vm *vm, const Vireo__Op *op)
+int cluster_vm_migration_record(Vireo__Vm *vm, bool ok, const char *message, uint64_t downtime_ms,
+				int64_t resumed_ms, int64_t time_ms)
 {
-	const Vireo__VmMigrateEnd *e = op->vm_migrate_end;
 	const Vireo__VmMigration *mig = vm->migration;
 	Vireo__MigrationResult *r = calloc(1, sizeof(*r));
-	int64_t ended = e->ok && e->resumed_ms ? e->resumed_ms : op->time_ms;
+	int64_t ended = ok && resumed_ms ? resumed_ms : time_ms;
 
 	if (!r)
 		return -ENOMEM;
 	vireo__migration_result__init(r);
-	if (!(r->message = strdup(e->message))) {
+	if (!(r->message = strdup(message))) {
 		free(r);
 		return -ENOMEM;
 	}
 	r->id = mig->id;
-	r->ok = e->ok;
+	r->ok = ok;
 	r->source = mig->source;
 	r->target = mig->target;
 	r->kind = mig->kind;
-	r->downtime_ms = e->downtime_ms ? e->downtime_ms : e->ok ? span(mig->paused_ms, e->resumed_ms) : 0;
+	r->downtime_ms = downtime_ms ? downtime_ms : ok ? span(mig->paused_ms, resumed_ms) : 0;
 	r->total_ms = span(mig->started_ms, ended);
 	r->bytes_raw = mig->bytes_raw;
 	r->bytes_sent = mig->bytes_sent;
@@ -321,7 +320,6 @@ static int record_result(cluster_state *st, Vireo__Vm *vm, const Vireo__Op *op)
 	if (vm->last_migration)
 		protobuf_c_message_free_unpacked(&vm->last_migration->base, NULL);
 	vm->last_migration = r;
-	(void)st;
 	return 0;
 }
 
@@ -351,7 +349,9 @@ static int apply_end(cluster_state *st, const Vireo__Op *op)
 	else
 		snprintf(text, sizeof(text), "migration to %s failed, it runs on %s: %s",
 			 node_name(st, mig->target), node_name(st, mig->source), e->message);
-	if ((rc = record_result(st, vm, op)) < 0 || (rc = cluster_vm_set_message(vm, text)) < 0)
+	if ((rc = cluster_vm_migration_record(vm, e->ok, e->message, e->downtime_ms, e->resumed_ms,
+					      op->time_ms)) < 0 ||
+	    (rc = cluster_vm_set_message(vm, text)) < 0)
 		return rc;
 	if (committed && !e->ok)
 		next = VIREO__VM_STATE__VM_ERROR;

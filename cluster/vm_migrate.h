@@ -18,6 +18,7 @@
 #ifndef VIREO_CLUSTER_VM_MIGRATE_H
 #define VIREO_CLUSTER_VM_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "cluster/state.h"
@@ -38,6 +39,12 @@ int cluster_vm_migrate_check(const cluster_state *st, const char *name, uint32_t
 /* apply() for VmMigrate, VmMigrateProgress, VmMigrateCancel,
  * VmMigrateCommit and VmMigrateEnd; same contract as cluster_apply(). */
 int cluster_vm_migrate_apply(cluster_state *st, const Vireo__Op *op);
+
+/* Records how vm's migration (vm->migration, still set) ended in
+ * vm->last_migration: downtime_ms 0 = derived from the pause and resumed_ms.
+ * 0 or -ENOMEM. Also for a migration cut short by the loss of its owner. */
+int cluster_vm_migration_record(Vireo__Vm *vm, bool ok, const char *message, uint64_t downtime_ms,
+				int64_t resumed_ms, int64_t time_ms);
 
 const char *cluster_migration_kind_name(Vireo__MigrationKind k);    /* "quick", "live" */
 const char *cluster_migration_phase_name(Vireo__MigrationPhase p);
