@@ -681,8 +681,6 @@ static int cmd_action(const struct cli *cli, Vireo__VmAction action, int argc, c
 
 static int cmd_list(const struct cli *cli, const char *name)
 {
-	Vireo__Request req = VIREO__REQUEST__INIT;
-	Vireo__VmListRequest lq = VIREO__VM_LIST_REQUEST__INIT;
 	Vireo__Response *resp, *groups = NULL;
 	const Vireo__VmListReply *lr;
 	const Vireo__GroupListReply *gl;
@@ -692,16 +690,10 @@ static int cmd_list(const struct cli *cli, const char *name)
 	if ((name || cli->json) && (rc = vireo_fetch_groups(cli, &groups)) != EXIT_OK)
 		return rc;
 	gl = groups ? groups->groups : NULL;
-	lq.name = (char *)(name ? name : "");
-	req.body_case = VIREO__REQUEST__BODY_VM_LIST;
-	req.vm_list = &lq;
-	if ((rc = vireo_call(cli, &req, &resp, false)) != EXIT_OK)
+	if ((rc = vireo_fetch_vms(cli, name, &resp)) != EXIT_OK)
 		goto cleanup;
 	lr = resp->vm_list;
-	if (resp->body_case != VIREO__RESPONSE__BODY_VM_LIST || (name && lr->n_vms != 1)) {
-		fprintf(stderr, "vireo: vireod answered something else than a VM list\n");
-		rc = EXIT_FAILED;
-	} else if (name && cli->json) {
+	if (name && cli->json) {
 		vireo_print_json(vm_json(lr, gl, lr->vms[0]));
 	} else if (name) {
 		print_show(lr, gl, lr->vms[0]);
