@@ -97,6 +97,12 @@ class Lab:
     def lock(self):
         return flock(self.lock_path)
 
+    def lock_existing(self):
+        """The lab's lock; fails clearly first if the lab does not exist (flock would create its dir)."""
+        self.meta  # noqa: B018
+        self._meta = None       # read it again under the lock
+        return self.lock()
+
     def exists(self):
         return (os.path.exists(self.dir) or os.path.isdir(self.cg)
                 or any(lab == self.name for lab, _ in lab_netns()))
