@@ -23,7 +23,7 @@ import sys
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 TOOL = os.environ.get("VIREO_LAB_TOOL", f"{SRC_DIR}/tools/vireo-lab")
 # Unique per run: two runs of this test at once must not tear down each other's lab.
-LAB = f"tlabf{os.getpid() % 100000}"
+LAB = f"labtf{os.getpid() % 100000}"
 LIBVIRTD_PORT = 16509
 failures = 0
 
