@@ -1,0 +1,119 @@
+"""The run's timeline and its final report (tables, violation dump)."""
+import os
+import shutil
+import statistics
+import sys
+import threading
+import time
+
+from chaoslib import schedule
+
+
+class Timeline:
+    """Everything that happened, stamped relative to the start, printed as it comes."""
+
+    def __init__(self, out=sys.stdout):
+        self.t0 = time.monotonic()
+        self.lines = []
+        self.out = out
+        self.lock = threading.Lock()
+
+    def rel(self, t):
+        return t - self.t0
+
+    def add(self, text):
+        t = time.monotonic() - self.t0
+        line = f"[{t:8.2f}] {text}"
+        with self.lock:
+            self.lines.append(line)
+            print(line, file=self.out, flush=True)
+
+    def text(self):
+        with self.lock:
+            return "\n".join(self.lines) + "\n"
+
+
+def _ms(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def tables(args, faults, nemesis, workload, observer, wall_s):
+    """The summary the issue asks for, as lines of text."""
+    out = [f"vireo-chaos seed {args.seed}: {args.hosts} hosts, {args.guests} HA + {args.plain} "
+           f"non-HA guests, {wall_s:.0f} s", "", "faults injected by type:",
+           f"  {'kind':20} {'planned':>7} {'done':>5} {'failed':>6}"]
+    planned = {}
+    for f in faults:
+        planned[f["kind"]] = planned.get(f["kind"], 0) + 1
+    total_done = 0
+    for k in sorted(planned):
+        r = nemesis.results.get(k, {"injected": 0, "errors": 0})
+        total_done += r["injected"]
+        out.append(f"  {k:20} {planned[k]:7} {r['injected']:5} {r['errors']:6}")
+    out.append(f"  {'total':20} {len(faults):7} {total_done:5} "
+               f"{sum(r['errors'] for r in nemesis.results.values()):6}")
+    eps = observer.recoveries()
+    moved = [e for e in eps if e["host_after"] != e["host_before"]]
+    local = [e for e in eps if e["host_after"] == e["host_before"]]
+
+    def times(es, key):
+        return [e["first_hb"] - e[key] for e in es if e["first_hb"] and e.get(key)]
+
+    for e in eps:
+        e["fault_t"], e["fault"] = nemesis.cause(e["guest"], e["host_before"], e["lost"])
+    out += ["", "recoveries of HA guests: the guest's QEMU gone from every host, until the first "
+                "heartbeat of its next boot",
+            f"  {'':22} {'count':>5} {'median s':>9} {'max s':>7}   from the fault: {'median s':>9} {'max s':>7}"]
+    for name, es in (("failed over (moved)", moved), ("restarted in place", local), ("all", eps)):
+        ts, tf = times(es, "lost"), times(es, "fault_t")
+        out.append(f"  {name:22} {len(es):5} {_ms(statistics.median(ts) if ts else None):>9} "
+                   f"{_ms(max(ts) if ts else None):>7}   {'':15}{_ms(statistics.median(tf) if tf else None):>9} "
+                   f"{_ms(max(tf) if tf else None):>7}")
+    by_cause = {}
+    for e in moved:
+        if e["first_hb"] and e.get("fault_t"):
+            by_cause.setdefault(e["fault"], []).append(e["first_hb"] - e["fault_t"])
+    if by_cause:
+        out.append("  failovers by the fault that caused them (seconds from the fault to the heartbeat):")
+        for k in sorted(by_cause):
+            xs = by_cause[k]
+            out.append(f"    {k:20} {len(xs):5} median {statistics.median(xs):6.2f}  max {max(xs):6.2f}")
+    out += ["", "migrations:"]
+    for k in sorted(workload.counts):
+        if k.startswith("migrate"):
+            out.append(f"  {k:40} {workload.counts[k]:5}")
+    out += ["", "other workload:"]
+    for k in sorted(workload.counts):
+        if not k.startswith("migrate"):
+            out.append(f"  {k:40} {workload.counts[k]:5}")
+    out += ["", f"observer: {observer.qemu.scans} QEMU scans, "
+                f"{sum(h.samples for h in observer.virsh.hosts.values())} virsh samples, "
+                f"{observer.lease_samples} lease samples, {observer.digest_checks} digest checks",
+            f"violations: {len(observer.violations)}"]
+    for v in observer.violations:
+        out.append(f"  invariant {v['invariant']}: {v['text']}")
+    return out
+
+
+def dump(report_dir, args, faults, ops, timeline, summary, lab_dir):
+    """seed, schedule, timeline, summary and every host's logs into report_dir."""
+    os.makedirs(report_dir, exist_ok=True)
+    with open(os.path.join(report_dir, "schedule.txt"), "w") as f:
+        f.write(f"seed {args.seed}\n")
+        for x in faults:
+            f.write(f"{x['t']:8.2f} fault {x['id']}: {schedule.describe(x)}\n")
+        for x in ops:
+            f.write(f"{x['t']:8.2f} workload: {x['op']} {x['guest']}{' live' if x.get('live') else ''}\n")
+    with open(os.path.join(report_dir, "timeline.txt"), "w") as f:
+        f.write(timeline.text())
+    with open(os.path.join(report_dir, "summary.txt"), "w") as f:
+        f.write("\n".join(summary) + "\n")
+    if lab_dir and os.path.isdir(lab_dir):
+        for host in sorted(os.listdir(lab_dir)):
+            src = os.path.join(lab_dir, host, "log")
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(report_dir, "hosts", host), dirs_exist_ok=True,
+                                ignore_dangling_symlinks=True)
+        con = os.path.join(lab_dir, "pool", "console")
+        if os.path.isdir(con):
+            shutil.copytree(con, os.path.join(report_dir, "console"), dirs_exist_ok=True)
