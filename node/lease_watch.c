@@ -5,7 +5,9 @@
  * One check runs at a time, in a thread of its own, over the lease files of
  * the disks (sharedstore/leases.h) of the VM asked about and of every other
  * VM that is fencing; the answers come back through a pipe polled by the
- * loop. An answer is good for VIREO_LEASE_RECHECK_MS:
+ * loop. A disk is free when neither its lease nor its image is locked: a
+ * guest paused on an I/O error (a full pool) has let its lease go but its
+ * QEMU still has the disk open and would write again once resumed. An answer is good for VIREO_LEASE_RECHECK_MS:
  * "held" is looked at again after that, and "free" is only trusted that
  * long too, since the VM's guest could be started again meanwhile. */
 #include <errno.h>
@@ -69,7 +71,7 @@ static void *check_thread(void *arg)
 
 		lv->result = 1;
 		for (size_t i = 0; i < lv->n_paths && lv->result == 1; i++) {
-			int rc = store_lease_held(c->pool, lv->paths[i]);
+			int rc = store_disk_in_use(c->pool, lv->paths[i]);
 			lv->result = rc == 1 ? 0 : rc == 0 ? 1 : rc;
 		}
 	}

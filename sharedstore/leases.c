@@ -247,6 +247,27 @@ int store_lease_held(const char *pool, const char *disk_path)
 	return rc;
 }
 
+int store_disk_locked(const char *disk_path)
+{
+	/* A write lock over the whole file conflicts with any lock QEMU holds
+	 * on it, shared or not; F_OFD_GETLK only asks. */
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+	int fd, rc;
+
+	if ((fd = open(disk_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	rc = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -errno : fl.l_type != F_UNLCK;
+	close(fd);
+	return rc;
+}
+
+int store_disk_in_use(const char *pool, const char *disk_path)
+{
+	int rc = store_lease_held(pool, disk_path);
+
+	return rc != 0 ? rc : store_disk_locked(disk_path);
+}
+
 int store_lease_take(const char *pool, const char *disk_path)
 {
 	char path[PATH_MAX];

@@ -44,6 +44,19 @@ int store_lease_path(const char *pool, const char *disk_path, char *out, size_t 
  * A test only: it takes nothing. */
 int store_lease_held(const char *pool, const char *disk_path);
 
+/* 1 when some process holds a lock on the disk image itself, 0 when none
+ * does (or the image is gone), -errno when unknown. QEMU locks every image
+ * it has open and keeps the locks while the guest is paused, when libvirt
+ * has already let the disk's lease go (a guest paused on a full pool, or
+ * on a host frozen with it paused): a lease alone does not prove that no
+ * QEMU could resume on the disk. A test only: it takes nothing. */
+int store_disk_locked(const char *disk_path);
+
+/* 1 when the disk is in use anywhere (its lease is held or its image is
+ * locked), 0 when it is surely free, -errno when unknown. What fencing
+ * must see before it starts the disk's VM elsewhere. */
+int store_disk_in_use(const char *pool, const char *disk_path);
+
 /* Takes the disk's lease the way virtlockd does (an exclusive lock on the
  * lease file, created if missing), so that no VM can start on the disk until
  * store_lease_release(). For operations that must not race with a VM start

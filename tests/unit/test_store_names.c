@@ -285,6 +285,55 @@ START_TEST(lease_locks)
 }
 END_TEST
 
+/* QEMU locks the images it has open (shared OFD locks on a few bytes), also
+ * while its guest is paused and libvirt has let the lease go. */
+START_TEST(disk_locks)
+{
+	char dir[] = "/tmp/vireo-store-disk-XXXXXX", disk[PATH_MAX];
+	int ready[2], fd, status;
+	char c;
+	pid_t qemu;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(disk, sizeof(disk), "%s/vm1-disk1.qcow2", dir);
+	/* no image: nothing can hold it */
+	ck_assert_int_eq(store_disk_locked(disk), 0);
+	ck_assert_int_eq(store_disk_in_use(dir, disk), 0);
+	fd = open(disk, O_RDWR | O_CREAT, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(store_disk_locked(disk), 0);
+
+	ck_assert_int_eq(pipe(ready), 0);
+	qemu = fork();
+	ck_assert_int_ge(qemu, 0);
+	if (qemu == 0) {
+		struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 1 };
+		int qfd = open(disk, O_RDWR);
+
+		if (qfd < 0 || fcntl(qfd, F_OFD_SETLK, &fl) < 0)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(ready[1]);
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	/* a shared lock on one byte: the disk is in use, with no lease at all */
+	ck_assert_int_eq(store_disk_locked(disk), 1);
+	ck_assert_int_eq(store_lease_held(dir, disk), 0);
+	ck_assert_int_eq(store_disk_in_use(dir, disk), 1);
+	kill(qemu, SIGKILL);
+	waitpid(qemu, &status, 0);
+	ck_assert_int_eq(store_disk_locked(disk), 0);
+	ck_assert_int_eq(store_disk_in_use(dir, disk), 0);
+	unlink(disk);
+	rmdir(dir);
+}
+END_TEST
+
 static Suite *names_suite(void)
 {
 	Suite *s = suite_create("store_names");
@@ -298,6 +347,7 @@ static Suite *names_suite(void)
 	tcase_add_test(tc, check_host_config);
 	tcase_add_test(tc, lease_paths);
 	tcase_add_test(tc, lease_locks);
+	tcase_add_test(tc, disk_locks);
 	suite_add_tcase(s, tc);
 	return s;
 }
