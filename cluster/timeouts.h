@@ -86,6 +86,10 @@
 /* A guest found off waits this long for libvirt's event saying why (QEMU
  * died, the guest powered off), so that the restart or error message says it. */
 #define VIREO_VM_STOP_EVENT_WAIT_MS(t) ((t) / 2u)
+/* A guest found paused again soon after vireod resumed it (QEMU pauses it
+ * on every write that fails: a full pool) is resumed again only this long
+ * after the last try, not on every pass. */
+#define VIREO_VM_RESUME_RETRY_MS(t) (2u * (t))
 /* vireo vm start/stop/restart wait this long for the outcome: placement,
  * define and start take ~1 T, a graceful stop up to VIREO_HV_SHUTDOWN_MS
  * (30 T) before the guest is destroyed. */

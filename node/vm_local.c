@@ -51,6 +51,8 @@ struct local_vm {
 	uint64_t report_request;      /* the report in flight, 0 = none */
 	uint64_t report_deadline_ms;
 	bool in_state;                /* seen in the state on the last pass */
+	uint64_t resumed_ms;          /* when it was last resumed, 0 = never */
+	uint32_t resumes;             /* resumes since it last stayed running */
 };
 
 struct node_vms {
@@ -321,13 +323,32 @@ static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
 		schedule_pass(d, VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms));
 		return;
 	}
+	/* Paused again right after a resume: its disk fails writes (QEMU stops
+	 * the guest on ENOSPC, and the write is retried when it runs on). Try
+	 * again now and then, not on every pass. */
+	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_RESUME_RETRY_MS(d->token_ms);
+
+	if (lv->resumed_ms && now - lv->resumed_ms < retry) {
+		schedule_pass(d, lv->resumed_ms + retry - now);
+		return;
+	}
 	/* A failure is tried again by the periodic pass, not in a loop. */
 	if ((rc = v->drv->resume(v->conn, lv->name)) < 0) {
 		qb_log(LOG_ERR, "VM %s: paused outside a migration and cannot be resumed: %s",
 		       lv->name, v->drv->last_error(v->conn));
 		return;
 	}
-	qb_log(LOG_WARNING, "VM %s: was left paused outside a migration; resumed", lv->name);
+	if (lv->resumed_ms && now - lv->resumed_ms < 2 * retry)
+		lv->resumes++;
+	else
+		lv->resumes = 0;
+	lv->resumed_ms = now;
+	if (lv->resumes == 0)
+		qb_log(LOG_WARNING, "VM %s: was left paused outside a migration; resumed", lv->name);
+	else if (lv->resumes == 1)
+		qb_log(LOG_WARNING, "VM %s: paused again after its resume (a disk write failed: is "
+		       "the pool full?); resuming it every %" PRIu64 " ms until it stays running",
+		       lv->name, retry);
 	schedule_pass(d, 0);
 }
 
