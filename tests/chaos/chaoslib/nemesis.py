@@ -29,6 +29,7 @@ class HostModel:
         self.loss = 0
         self.settled_at = 0.0      # counts as able from then on
         self.lost_at = None        # when it stopped being healthy (None: healthy)
+        self.out_since = None      # when it left the quorate side (None: in it, or down)
 
 
 class Model:
@@ -38,7 +39,7 @@ class Model:
         self.hosts = list(hosts)
         self.h = {n: HostModel() for n in hosts}
         self.groups = None         # a partition: [[hosts], ...]
-        self.bridge = None         # a cut: the host that sees both sides
+        self.bridge = None         # a cut: [the hosts that see both sides]
         self.pool_full = False
         self.pool_free_at = 0.0
         self.changed_at = time.monotonic()
@@ -72,6 +73,13 @@ class Model:
                         # Membership changes for everybody when a partition comes or goes.
                         self.h[n].settled_at = max(self.h[n].settled_at, now + bounds.SETTLE_S)
             self.changed_at = now
+            qs = self._quorate_side() or set()
+            for n in self.hosts:
+                hm = self.h[n]
+                if n in qs or not hm.up or hm.frozen:
+                    hm.out_since = None
+                elif hm.out_since is None:
+                    hm.out_since = now
 
     def _healthy(self, n):
         hm = self.h[n]
@@ -87,7 +95,7 @@ class Model:
             return set(self.hosts)
         for g in self.groups:
             if n in g:
-                return set(g) | ({self.bridge} if self.bridge else set())
+                return set(g) | set(self.bridge or ())
         return set(self.hosts)     # the bridge host
 
     def certain(self):
@@ -95,18 +103,19 @@ class Model:
         with self.lock:
             return not self.bridge and not any(hm.loss for hm in self.h.values())
 
-    def quorate_side(self, now=None):
+    def quorate_side(self):
         """The hosts that form the quorate partition, or None if there is none
         or it cannot be told."""
         with self.lock:
-            if not self.certain():
-                return None
-            majority = len(self.hosts) // 2 + 1
-            for n in self.hosts:
-                side = {m for m in self._side(n) if self._member(m)}
-                if len(side) >= majority:
-                    return side
-            return None
+            return self._quorate_side() if self.certain() else None
+
+    def _quorate_side(self):
+        majority = len(self.hosts) // 2 + 1
+        for n in self.hosts:
+            side = {m for m in self._side(n) if self._member(m)}
+            if len(side) >= majority:
+                return side
+        return None
 
     def able_since(self, now):
         """When, if at all, a quorate partition with capacity (a settled,
@@ -131,13 +140,10 @@ class Model:
         with self.lock:
             if not self.certain():
                 return out
-            qs = self.quorate_side() or set()
             for n in self.hosts:
                 hm = self.h[n]
-                if not hm.up or hm.frozen:
-                    continue
-                if n not in qs and hm.lost_at is not None:
-                    out[n] = hm.lost_at
+                if hm.up and not hm.frozen and hm.out_since is not None:
+                    out[n] = hm.out_since
         return out
 
     def stable_for(self, now):
@@ -293,7 +299,7 @@ class Nemesis:
             self.lab_cmd(cmd, *groups)
             self.hit(f["kind"], [h for g in f["groups"] for h in g] if f.get("bridge") else
                      min(f["groups"], key=len))
-            self.model.change(groups=f["groups"], bridge=f.get("bridge"))
+            self.model.change(groups=f["groups"], bridge=[f["bridge"]] if f.get("bridge") else None)
         self.timeline.add(f"fault {f['id']}: {cmd} {' | '.join(groups)}")
         self._hold(f["seconds"])
         with self.lab_lock:
@@ -399,7 +405,7 @@ class Nemesis:
                 with self.lab_lock:
                     self.lab_cmd("cut", src, dst)
                     self.model.change(groups=[[src], [dst]],
-                                      bridge=",".join(h for h in self.model.hosts if h not in (src, dst)) or None)
+                                      bridge=[h for h in self.model.hosts if h not in (src, dst)] or None)
                 self.timeline.add(f"fault {f['id']}: migration of {g} {src}->{dst}: link cut")
                 self._hold(f["seconds"])
                 with self.lab_lock:

@@ -115,6 +115,7 @@ class Observer:
         self.episodes = []              # {guest, lost, back, host_before, host_after, first_hb}
         self.last_host = {}             # HA guest -> where its QEMU last was
         self.qemu_seen = {}             # guest -> index into QemuWatch.timeline
+        self.qemu_prev = {}             # guest -> its QEMU's hosts as of that index
         self.digest_checks = 0
         self.digest_unconverged_since = None
         self.lease_samples = 0
@@ -238,15 +239,15 @@ class Observer:
                         self.violate(5, f"host {h} has been cut off for {now - since:.1f} s and "
                                         f"still runs HA guest {g} (bound {bounds.SELF_FENCE_BOUND_S:.1f} s)")
         for g, changes in fresh.items():
-            prev = None
+            prev = self.qemu_prev.get(g, frozenset())
             for t, hs in changes:
                 for h in hs:
                     s = inq.get(h)
-                    if s is not None and t - s > bounds.INQUORATE_START_GRACE_S and \
-                            (prev is None or h not in prev):
+                    if s is not None and t - s > bounds.INQUORATE_START_GRACE_S and h not in prev:
                         self.violate(5, f"host {h}, cut off since {self.timeline.rel(s):.2f} s, "
                                         f"started {g} at {self.timeline.rel(t):.2f} s")
                 prev = hs
+            self.qemu_prev[g] = prev
 
     # ------------------------------------------------------------ 3 (and 1)
 
