@@ -40,13 +40,26 @@ class Violation(Exception):
 
 
 class Console:
-    """One guest's serial log, parsed as it grows."""
+    """One guest's serial log, parsed as it grows.
+
+    A boot begins at its START line, or at the first heartbeat of a boot_id
+    not seen before: QEMU writes the console to the shared pool, and while
+    the pool is full some of it is lost (a START cut short). Two guests at
+    once show as interleaved heartbeats: one of a boot that a later boot
+    had already followed."""
 
     def __init__(self, path):
         self.path = path
         self.offset = 0
         self.partial = b""
-        self.boots = []            # [{boot, disk_last, max_acked, first_hb_t, foreign}]
+        self.boots = []            # [{boot, disk_last, max_acked, start_t, first_hb_t}]
+        self.ids = {}              # boot_id -> index in boots
+        self.interleaved = set()
+
+    def _begin(self, boot_id, now):
+        self.ids[boot_id] = len(self.boots)
+        self.boots.append({"boot": boot_id, "disk_last": None, "max_acked": 0,
+                           "start_t": now, "first_hb_t": None})
 
     def poll(self, now):
         """Reads what was appended; returns the problems found (strings)."""
@@ -55,7 +68,7 @@ class Console:
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size < self.offset:           # the file was replaced (delete --purge)
-                    self.offset, self.partial, self.boots = 0, b"", []
+                    self.offset, self.partial, self.boots, self.ids = 0, b"", [], {}
                 f.seek(self.offset)
                 data = f.read()
         except FileNotFoundError:
@@ -67,22 +80,26 @@ class Console:
             line = raw.decode(errors="replace").strip("\r")
             m = START.match(line)
             if m:
-                self.boots.append({"boot": m.group(1), "disk_last": None, "max_acked": 0,
-                                   "start_t": now, "first_hb_t": None, "foreign": set()})
+                if m.group(1) not in self.ids:
+                    self._begin(m.group(1), now)
+                continue
+            m = HEARTBEAT.match(line)
+            if m:
+                bid = m.group(2)
+                if bid not in self.ids:
+                    self._begin(bid, now)
+                i = self.ids[bid]
+                if i < len(self.boots) - 1 and bid not in self.interleaved:
+                    self.interleaved.add(bid)
+                    problems.append(f"a heartbeat of boot {bid[:8]} after boot "
+                                    f"{self.boots[-1]['boot'][:8]} started: two guests wrote the console")
+                b = self.boots[i]
+                if b["first_hb_t"] is None:
+                    b["first_hb_t"] = now
                 continue
             if not self.boots:
                 continue
             b = self.boots[-1]
-            m = HEARTBEAT.match(line)
-            if m:
-                if m.group(2) == b["boot"]:
-                    if b["first_hb_t"] is None:
-                        b["first_hb_t"] = now
-                elif m.group(2) not in b["foreign"]:
-                    b["foreign"].add(m.group(2))
-                    problems.append(f"a heartbeat of boot {m.group(2)[:8]} after boot "
-                                    f"{b['boot'][:8]} started: two guests wrote the console")
-                continue
             m = ACKED.match(line)
             if m:
                 b["max_acked"] = max(b["max_acked"], int(m.group(1)))
