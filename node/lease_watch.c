@@ -6,10 +6,11 @@
  * the disks (sharedstore/leases.h) of the VM asked about and of every other
  * VM that is fencing; the answers come back through a pipe polled by the
  * loop. A disk is free when neither its lease nor its image is locked: a
- * guest paused on an I/O error (a full pool) has let its lease go but its
- * QEMU still has the disk open and would write again once resumed. An answer is good for VIREO_LEASE_RECHECK_MS:
- * "held" is looked at again after that, and "free" is only trusted that
- * long too, since the VM's guest could be started again meanwhile. */
+ * guest paused on an I/O error (a full pool) has let its lease go, but its
+ * QEMU still has the disk open and would write again once resumed.
+ * An answer is good for VIREO_LEASE_RECHECK_MS: "held" is looked at again
+ * after that, and "free" is only trusted that long too, since the VM's
+ * guest could be started again meanwhile. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -119,11 +120,13 @@ static int32_t answer_ready(int32_t fd, int32_t revents, void *data)
 		a->result = lv->result;
 		a->at_ms = node_now_mono_ms();
 		if (lv->result < 0)
-			qb_log(LOG_WARNING, "cannot read the disk leases of VM %s: %s; its fence waits",
+			qb_log(LOG_WARNING, "cannot tell whether the disks of VM %s are in use: %s; "
+			       "its fence waits",
 			       lv->name, strerror(-lv->result));
 		else
-			qb_log(LOG_INFO, "disk leases of VM %s: %s", lv->name,
-			       lv->result ? "free" : "held");
+			qb_log(LOG_INFO, "disks of VM %s: %s", lv->name,
+			       lv->result ? "free (no lease held, no image locked)" :
+			       "in use (a lease held or an image locked)");
 	}
 	free(c->vms);
 	free(c);

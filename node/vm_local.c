@@ -312,6 +312,7 @@ static bool is_up(const struct hv_vm_info *dom)
 static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
 {
 	struct node_vms *v = d->vms;
+	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_RESUME_RETRY_MS(d->token_ms);
 	bool busy = false;
 	int rc;
 
@@ -326,8 +327,6 @@ static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
 	/* Paused again right after a resume: its disk fails writes (QEMU stops
 	 * the guest on ENOSPC, and the write is retried when it runs on). Try
 	 * again now and then, not on every pass. */
-	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_RESUME_RETRY_MS(d->token_ms);
-
 	if (lv->resumed_ms && now - lv->resumed_ms < retry) {
 		schedule_pass(d, lv->resumed_ms + retry - now);
 		return;
