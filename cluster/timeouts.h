@@ -86,6 +86,10 @@
 /* A guest found off waits this long for libvirt's event saying why (QEMU
  * died, the guest powered off), so that the restart or error message says it. */
 #define VIREO_VM_STOP_EVENT_WAIT_MS(t) ((t) / 2u)
+/* A start that failed (QEMU could not open its disk: a full pool, a lock
+ * not yet let go) is tried again this long after, each try counting
+ * towards vm_restart_limit; past the limit the VM is 'error'. */
+#define VIREO_VM_START_RETRY_MS(t) (2u * (t))
 /* A guest found paused again soon after vireod resumed it (QEMU pauses it
  * on every write that fails: a full pool) is resumed again only this long
  * after the last try, not on every pass. */

@@ -12,7 +12,10 @@
  * What it decides on its own: a guest of a VM that should run and died
  * anyway is started again on this host, up to vm_restart_limit times within
  * VIREO_VM_RESTART_WINDOW_MS; then the VM is reported 'error' with the
- * reason. Everything else (where a VM runs) is the manager's.
+ * reason. A start that fails is tried again after VIREO_VM_START_RETRY_MS
+ * within the same budget, not given up at once: what failed it often
+ * passes (a full pool, the disk lock of a QEMU still dying). Everything
+ * else (where a VM runs) is the manager's.
  *
  * Nothing happens while this node is not in the quorate partition: it
  * could not report, and a cut-off node must not start guests (stopping
@@ -51,6 +54,7 @@ struct local_vm {
 	uint64_t report_request;      /* the report in flight, 0 = none */
 	uint64_t report_deadline_ms;
 	bool in_state;                /* seen in the state on the last pass */
+	uint64_t retry_at_ms;         /* a failed start is tried again then, 0 = none due */
 	uint64_t resumed_ms;          /* when it was last resumed, 0 = never */
 	uint32_t resumes;             /* resumes since it last stayed running */
 };
@@ -254,6 +258,47 @@ static const char *stop_reason(enum hv_event_reason r)
 	}
 }
 
+/* Restarts closer together than VIREO_VM_RESTART_WINDOW_MS count together. */
+static void restart_window(struct node_daemon *d, struct local_vm *lv, uint64_t now)
+{
+	if (now - lv->window_start_ms > VIREO_VM_RESTART_WINDOW_MS(d->token_ms)) {
+		lv->window_start_ms = now;
+		lv->restarts = 0;
+	}
+}
+
+/* A start failed: while the restart budget lasts, try again after
+ * VIREO_VM_START_RETRY_MS (what made it fail may pass: a full pool, a disk
+ * lock a dying QEMU has not let go yet). False when the budget is spent. */
+static bool start_again_later(struct node_daemon *d, struct local_vm *lv, const char *name,
+			      const char *why)
+{
+	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_START_RETRY_MS(d->token_ms);
+
+	restart_window(d, lv, now);
+	if (lv->restarts >= d->cfg.restart_limit)
+		return false;
+	lv->restarts++;
+	lv->retry_at_ms = now + retry;
+	qb_log(LOG_WARNING, "VM %s: cannot start here: %s; trying again in %" PRIu64 " ms "
+	       "(%u of %u)", name, why, retry, lv->restarts, d->cfg.restart_limit);
+	schedule_pass(d, retry);
+	return true;
+}
+
+/* A start is due unless a failed one waits for its retry. */
+static bool start_due(struct node_daemon *d, struct local_vm *lv)
+{
+	uint64_t now = node_now_mono_ms();
+
+	if (lv->retry_at_ms && now < lv->retry_at_ms) {
+		schedule_pass(d, lv->retry_at_ms - now);
+		return false;
+	}
+	lv->retry_at_ms = 0;
+	return true;
+}
+
 /* A guest that should run is not running: start it again, or give up. */
 static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm)
 {
@@ -261,8 +306,8 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	char msg[MSG_LEN], why[MSG_LEN - 160];
 	const char *reason = stop_reason(lv->last_stop);
 
-	if (lv->report_request)
-		return;     /* the last report first */
+	if (lv->report_request || !start_due(d, lv))
+		return;     /* the last report first; a failed start waits its turn */
 	/* A pass can list the guest as off before the event saying why has
 	 * been dispatched: give it a moment. */
 	if (lv->last_stop == HV_REASON_NONE) {
@@ -274,10 +319,7 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 		}
 	}
 	lv->off_since_ms = 0;
-	if (now - lv->window_start_ms > VIREO_VM_RESTART_WINDOW_MS(d->token_ms)) {
-		lv->window_start_ms = now;
-		lv->restarts = 0;
-	}
+	restart_window(d, lv, now);
 	if (lv->restarts >= d->cfg.restart_limit) {
 		snprintf(msg, sizeof(msg), "%s and was restarted %u times within %u s; not "
 			 "restarted again (see vireo vm console %s)", reason, lv->restarts,
@@ -290,7 +332,10 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	qb_log(LOG_WARNING, "VM %s: %s; restarting it here (%u of %u)", vm->spec->name, reason,
 	       lv->restarts, d->cfg.restart_limit);
 	if (start_guest(d, vm->spec, why, sizeof(why)) < 0) {
-		snprintf(msg, sizeof(msg), "%s and could not be restarted: %s", reason, why);
+		if (start_again_later(d, lv, vm->spec->name, why))
+			return;
+		snprintf(msg, sizeof(msg), "%s and could not be restarted (%u tries): %s", reason,
+			 lv->restarts, why);
 		report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, msg, lv->restarts);
 		return;
 	}
@@ -373,6 +418,7 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		lv->restarts = vm->restarts;
 		lv->window_start_ms = node_now_mono_ms();
 		lv->start_failed = false;
+		lv->retry_at_ms = 0;
 		lv->last_stop = HV_REASON_NONE;     /* that of an earlier guest */
 		lv->off_since_ms = 0;
 	}
@@ -385,12 +431,12 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 	case VIREO__VM_STATE__VM_STARTING:
 		if (up) {
 			report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
-		} else if (!lv->start_failed) {
+		} else if (!lv->start_failed && start_due(d, lv)) {
 			if (start_guest(d, vm->spec, msg, sizeof(msg)) == 0) {
 				qb_log(LOG_NOTICE, "VM %s: started (generation %" PRIu64 ")",
 				       vm->spec->name, vm->generation);
 				report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
-			} else {
+			} else if (!start_again_later(d, lv, vm->spec->name, msg)) {
 				char full[MSG_LEN + 96];
 
 				lv->start_failed = true;
