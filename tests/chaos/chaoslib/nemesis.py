@@ -152,18 +152,16 @@ class Model:
 
 
 class Nemesis:
-    def __init__(self, lab, model, qemu_watch, workload, timeline, log_dir, rng_seed):
+    def __init__(self, lab, model, qemu_watch, workload, timeline, rng_seed):
         self.lab = lab
         self.model = model
         self.qemu = qemu_watch
         self.workload = workload
         self.timeline = timeline
-        self.log_dir = log_dir
         self.rng = random.Random(f"nemesis/{rng_seed}")
         self.threads = []
         self.results = {}          # kind -> {"injected": n, "errors": n}
         self.injections = []       # (t, kind, hosts, guest): what each fault hit, when
-        self.errors = []
         self.host_lock = {h: threading.Lock() for h in model.hosts}
         self.lab_lock = threading.Lock()
 
@@ -217,12 +215,12 @@ class Nemesis:
 
     # ------------------------------------------------------------ faults
 
-    def run(self, f, t0):
-        th = threading.Thread(target=self._run, args=(f, t0), daemon=True, name=f"fault{f['id']}")
+    def run(self, f):
+        th = threading.Thread(target=self._run, args=(f,), daemon=True, name=f"fault{f['id']}")
         th.start()
         self.threads.append(th)
 
-    def _run(self, f, t0):
+    def _run(self, f):
         kind = f["kind"]
         r = self.results.setdefault(kind, {"injected": 0, "errors": 0})
         try:
