@@ -106,6 +106,23 @@ static uint32_t my_id(const struct node_daemon *d)
 	return cluster_engine_local_id(d->engine);
 }
 
+/* A report is in flight until it is applied or VIREO_REQUEST_TIMEOUT_MS
+ * passed: a proposal can be lost with the membership it was sent in (a
+ * corosync restart, a partition), and must not block the VM for good. */
+static bool report_in_flight(struct node_daemon *d, struct local_vm *lv)
+{
+	uint64_t now = node_now_mono_ms();
+
+	if (!lv->report_request)
+		return false;
+	if (now >= lv->report_deadline_ms) {
+		lv->report_request = 0;
+		return false;
+	}
+	schedule_pass(d, lv->report_deadline_ms - now);
+	return true;
+}
+
 /* Proposes what this node observed about vm; one report per VM in flight. */
 static void report(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
 		   Vireo__VmState s, const char *message, uint32_t restarts)
@@ -115,7 +132,7 @@ static void report(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	uint64_t id;
 	int rc;
 
-	if (lv->report_request && node_now_mono_ms() < lv->report_deadline_ms)
+	if (report_in_flight(d, lv))
 		return;
 	if (vm->state == s && vm->restarts == restarts && strcmp(vm->message, message) == 0)
 		return;
@@ -306,7 +323,7 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	char msg[MSG_LEN], why[MSG_LEN - 160];
 	const char *reason = stop_reason(lv->last_stop);
 
-	if (lv->report_request || !start_due(d, lv))
+	if (report_in_flight(d, lv) || !start_due(d, lv))
 		return;     /* the last report first; a failed start waits its turn */
 	/* A pass can list the guest as off before the event saying why has
 	 * been dispatched: give it a moment. */
