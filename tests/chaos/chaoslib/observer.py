@@ -161,12 +161,15 @@ class Observer:
         self.qemu.stop()
         self.virsh.stop()
 
-    def violate(self, inv, text):
+    def violate(self, inv, text, key=None):
+        """Records a violation once per (invariant, key): key names what
+        broke (a guest, a host) when text carries changing numbers."""
         with self.lock:
-            key = (inv, text)
-            if any((v["invariant"], v["text"]) == key for v in self.violations):
+            key = (inv, key if key is not None else text)
+            if any(v["key"] == key for v in self.violations):
                 return
-            self.violations.append({"invariant": inv, "text": text, "t": time.monotonic()})
+            self.violations.append({"invariant": inv, "text": text, "key": key,
+                                    "t": time.monotonic()})
         self.timeline.add(f"VIOLATION of invariant {inv}: {text}")
 
     # ------------------------------------------------------------ 1, 2, 5
@@ -245,7 +248,7 @@ class Observer:
                 self.violate(2, f"HA guest {g} has not run for {now - since:.1f} s, "
                                 f"{now - start:.1f} s of them while a quorate partition with "
                                 f"capacity existed (bound {bounds.FAILOVER_BOUND_S:.1f} s); "
-                                f"last on {self.last_host.get(g)}")
+                                f"last on {self.last_host.get(g)}", key=g)
 
     def check_inquorate(self, now, where, fresh):
         inq = self.model.inquorate()
@@ -254,7 +257,8 @@ class Observer:
                 for g in self.ha:
                     if h in where.get(g, ()) and not self.workload.excused(g, now):
                         self.violate(5, f"host {h} has been cut off for {now - since:.1f} s and "
-                                        f"still runs HA guest {g} (bound {bounds.SELF_FENCE_BOUND_S:.1f} s)")
+                                        f"still runs HA guest {g} (bound {bounds.SELF_FENCE_BOUND_S:.1f} s)",
+                                     key=(h, g))
         for g, changes in fresh.items():
             prev = self.qemu_prev.get(g, frozenset())
             for t, hs in changes:
@@ -333,7 +337,7 @@ class Observer:
                 self.violate(4, f"membership stable for {self.model.stable_for(now):.0f} s, yet the "
                                 f"members have not agreed on one state for "
                                 f"{now - self.digest_unconverged_since:.0f} s: {seen} (online {sorted(online)}, "
-                                f"expected {sorted(side)})")
+                                f"expected {sorted(side)})", key="converge")
                 self.digest_unconverged_since = now
 
     # ------------------------------------------------------------ leases (1)
@@ -392,7 +396,7 @@ class Observer:
                     first = self.lease_mismatch.setdefault(g, now)
                     if now - first > 2.5:
                         self.violate(1, f"{g} runs on {sorted(running)} but its disk lease is held by "
-                                        f"{sorted(holders)} (for {now - first:.1f} s)")
+                                        f"{sorted(holders)} (for {now - first:.1f} s)", key=("lease", g))
                 else:
                     self.lease_mismatch.pop(g, None)
 
