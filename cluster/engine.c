@@ -64,6 +64,7 @@ struct cluster_engine {
 	size_t n_departures;
 	uint64_t quorate_since_ms;
 	uint64_t last_tick_mono_ms;
+	uint64_t stall_hold_until_ms;        /* after a stall: act on nothing until then */
 	uint32_t token_ms;
 
 	struct peer_report peers[CLUSTER_MAX_MEMBERS];
@@ -608,8 +609,10 @@ void cluster_engine_tick(struct cluster_engine *e, uint64_t now_ms, uint32_t tok
 	 * from now. */
 	if (e->last_tick_mono_ms && mono - e->last_tick_mono_ms > token_ms && e->quorate) {
 		qb_log(LOG_WARNING, "this host did not run for %" PRIu64 " ms; fence deadlines it "
-		       "measures start again", mono - e->last_tick_mono_ms);
+		       "measures start again, and its guests wait %u ms for the membership it "
+		       "missed", mono - e->last_tick_mono_ms, VIREO_DETECTION_MS(token_ms));
 		e->quorate_since_ms = mono;
+		e->stall_hold_until_ms = mono + VIREO_DETECTION_MS(token_ms);
 	}
 	e->last_tick_mono_ms = mono;
 	e->now_ms = now_ms;
@@ -829,6 +832,18 @@ void cluster_engine_free(struct cluster_engine *e)
 }
 
 const cluster_state *cluster_engine_state(const struct cluster_engine *e) { return e->state; }
+uint64_t cluster_engine_stall_hold_ms(struct cluster_engine *e)
+{
+	uint64_t mono = mono_now(e);
+
+	/* Frozen until a moment ago, and the tick that would notice has not
+	 * run yet: the state may be stale by a whole membership. */
+	if (e->last_tick_mono_ms && e->token_ms && e->quorate &&
+	    mono - e->last_tick_mono_ms > e->token_ms)
+		return VIREO_DETECTION_MS(e->token_ms);
+	return e->stall_hold_until_ms > mono ? e->stall_hold_until_ms - mono : 0;
+}
+
 bool cluster_engine_quorate(const struct cluster_engine *e) { return e->connected && e->quorate; }
 bool cluster_engine_syncing(const struct cluster_engine *e) { return e->syncing; }
 bool cluster_engine_connected(const struct cluster_engine *e) { return e->connected; }

@@ -97,6 +97,12 @@ int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char
 /* Something the manager waits for changed (a lease answer): run duties. */
 void cluster_engine_kick(struct cluster_engine *e);
 
+/* How long this node must not act on the state (start guests, step
+ * migrations): after it did not run for longer than a token (frozen,
+ * stalled) it may hold a membership the others have long left, and corosync
+ * takes up to VIREO_DETECTION_MS to tell it. 0 when it may act. */
+uint64_t cluster_engine_stall_hold_ms(struct cluster_engine *e);
+
 /* Read-only views. */
 const cluster_state *cluster_engine_state(const struct cluster_engine *e);
 bool cluster_engine_quorate(const struct cluster_engine *e);

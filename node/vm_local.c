@@ -19,7 +19,8 @@
  *
  * Nothing happens while this node is not in the quorate partition: it
  * could not report, and a cut-off node must not start guests (stopping
- * them is self-fencing's, node/fence.c). Back in it, a guest here whose VM
+ * them is self-fencing's, node/fence.c). Nor for a detection time after
+ * this host was frozen: its state may be a membership old. Back in it, a guest here whose VM
  * another node owns now (it failed over meanwhile) is destroyed. */
 #include <errno.h>
 #include <inttypes.h>
@@ -568,12 +569,20 @@ static void pass(struct node_daemon *d)
 	struct node_vms *v = d->vms;
 	struct hv_vm_info *doms = NULL;
 	const cluster_state *st;
+	uint64_t hold;
 	size_t n = 0;
 	int rc;
 
 	if (!d->engine || !cluster_engine_quorate(d->engine) || cluster_engine_syncing(d->engine) ||
 	    !v->drv->connected(v->conn) || !v->accel[0])
 		return;
+	/* Thawed after a freeze, this node's state may be a membership old:
+	 * its guest's VM may have been fenced and started elsewhere meanwhile.
+	 * Wait for corosync to tell it, then look again. */
+	if ((hold = cluster_engine_stall_hold_ms(d->engine)) > 0) {
+		schedule_pass(d, hold);
+		return;
+	}
 	if ((rc = v->drv->list(v->conn, &doms, &n)) < 0) {
 		qb_log(LOG_WARNING, "cannot list the guests of this host: %s; trying again",
 		       strerror(-rc));

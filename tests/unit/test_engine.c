@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cluster/engine.h"
+#include "cluster/timeouts.h"
 #include "cluster/vm.h"
 #include "unit.h"
 
@@ -613,6 +614,31 @@ START_TEST(owner_back_before_the_fence_keeps_its_vm)
 }
 END_TEST
 
+/* A node that did not run for longer than a token (frozen) acts on nothing
+ * for a detection time: corosync has yet to tell it the membership it
+ * missed. Before its first tick after the thaw it knows from the clock. */
+START_TEST(a_stalled_node_holds_its_hand)
+{
+	struct sim s;
+
+	sim_init(&s, 3, NULL, 0);
+	sim_partition(&s, ONE_GROUP);
+	assert_converged(&s, ALL3, 3);
+	sim_tick(&s, 2);                   /* ticks closer than a token: no stall */
+	ck_assert_uint_eq(cluster_engine_stall_hold_ms(s.eng[3]), 0);
+	s.mono_ms += 4000;                 /* frozen 4 T, no tick yet */
+	ck_assert_uint_eq(cluster_engine_stall_hold_ms(s.eng[3]), VIREO_DETECTION_MS(1000));
+	cluster_engine_tick(s.eng[3], s.mono_ms, 1000);   /* the tick notices */
+	ck_assert_uint_eq(cluster_engine_stall_hold_ms(s.eng[3]), VIREO_DETECTION_MS(1000));
+	s.mono_ms += 300;
+	cluster_engine_tick(s.eng[3], s.mono_ms, 1000);
+	ck_assert_uint_eq(cluster_engine_stall_hold_ms(s.eng[3]), VIREO_DETECTION_MS(1000) - 300);
+	sim_tick(&s, 8);                   /* 2.4 s of ticks 300 ms apart */
+	ck_assert_uint_eq(cluster_engine_stall_hold_ms(s.eng[3]), 0);
+	sim_free(&s);
+}
+END_TEST
+
 static Suite *engine_suite(void)
 {
 	Suite *s = suite_create("engine");
@@ -631,6 +657,7 @@ static Suite *engine_suite(void)
 	tcase_add_test(tc, manager_places_vms_on_healthy_nodes);
 	tcase_add_test(tc, manager_fails_over_after_the_deadline_and_free_leases);
 	tcase_add_test(tc, owner_back_before_the_fence_keeps_its_vm);
+	tcase_add_test(tc, a_stalled_node_holds_its_hand);
 	suite_add_tcase(s, tc);
 	return s;
 }
