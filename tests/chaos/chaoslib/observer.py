@@ -32,6 +32,7 @@ START = re.compile(r"^VIREO-GUEST-START ([0-9a-f]{32})$")
 HEARTBEAT = re.compile(r"^HEARTBEAT (\d+) ([0-9a-f]{32}) (\d+)$")
 ACKED = re.compile(r"^ACKED (\d+)$")
 DISK_LAST = re.compile(r"^DISK-LAST (\d+)$")
+ACCEL_PROBE = "vireo-accel-probe-"
 CGROUP_HOST = re.compile(r"freezer:/vireo-lab/[^/]+/(n\d+)")
 
 
@@ -139,6 +140,14 @@ class Observer:
         self.lease_mismatch = {}        # guest -> first sample time of a mismatch
         self.virsh_checked = set()
         self.qemu = QemuWatch(lab, hosts)
+        # vireod's acceleration probe (hypervisor/accel.c) is a QEMU too, but
+        # no guest: it runs no VM's disk and may run anywhere, any time.
+        any_qemu = self.qemu.qemu_guest
+
+        def guest_qemu(pid):
+            g = any_qemu(pid)
+            return None if g and g.startswith(ACCEL_PROBE) else g
+        self.qemu.qemu_guest = guest_qemu
 
         class Excused:
             def __contains__(_, g):
