@@ -832,6 +832,7 @@ void cluster_engine_free(struct cluster_engine *e)
 }
 
 const cluster_state *cluster_engine_state(const struct cluster_engine *e) { return e->state; }
+
 uint64_t cluster_engine_stall_hold_ms(struct cluster_engine *e)
 {
 	uint64_t mono = mono_now(e);

@@ -20,8 +20,9 @@
  * Nothing happens while this node is not in the quorate partition: it
  * could not report, and a cut-off node must not start guests (stopping
  * them is self-fencing's, node/fence.c). Nor for a detection time after
- * this host was frozen: its state may be a membership old. Back in it, a guest here whose VM
- * another node owns now (it failed over meanwhile) is destroyed. */
+ * this host was frozen: its state may be a membership old. Back in it, a
+ * guest here whose VM another node owns now (it failed over meanwhile) is
+ * destroyed. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
