@@ -317,13 +317,15 @@ class Nemesis:
     def f_netem(self, f):
         h = f["host"]
         args = ["--loss", str(f["loss"])]
+        delay = ""
         if "delay_ms" in f:
-            args += ["--delay", str(f["delay_ms"])]
+            args += ["--delay", str(f["delay_ms"]), "--jitter", str(f["jitter_ms"])]
+            delay = f", the rest leave {f['delay_ms']}±{f['jitter_ms']} ms late"
         with self.host_lock[h]:
             self.lab_cmd("netem", h, *args)
             self.hit("netem", [h])
             self.model.change(h, loss=f["loss"])
-            self.timeline.add(f"fault {f['id']}: {h} loses {f['loss']}% of its packets")
+            self.timeline.add(f"fault {f['id']}: {h} loses {f['loss']}% of its packets{delay}")
             self._hold(f["seconds"])
             self.lab_cmd("netem", h, "--clear", check=False)
             self.model.change(h, loss=0)

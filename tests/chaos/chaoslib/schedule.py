@@ -39,10 +39,11 @@ def _u(rng, lo, hi):
     return round(rng.uniform(lo, hi), 2)
 
 
-def _make(kind, rng, hosts, guests, ha_guests, free, netem_delay):
+def _make(kind, rng, hosts, guests, ha_guests, free, delay_rng):
     """The fault's parameters, its impaired hosts and how long they stay
-    reserved after it starts."""
-    n = len(hosts)
+    reserved after it starts. delay_rng: None where the lab cannot delay
+    packets; delays come from a stream of their own, so that a seed draws the
+    same faults with and without them."""
     f = {"kind": kind}
     if kind in ("host-kill", "vireod-kill", "corosync-kill", "libvirtd-kill"):
         f["host"] = rng.choice(free)
@@ -73,8 +74,9 @@ def _make(kind, rng, hosts, guests, ha_guests, free, netem_delay):
     if kind == "netem":
         f["host"] = rng.choice(free)
         f["loss"] = rng.choice((5, 10, 20, 30, 40))
-        if netem_delay:
-            f["delay_ms"] = rng.choice((20, 50, 100, 200, 400))
+        if delay_rng:
+            f["delay_ms"] = delay_rng.choice((20, 50, 100, 200, 400))
+            f["jitter_ms"] = f["delay_ms"] // 5
         f["seconds"] = _u(rng, 3, 10)
         return f, {f["host"]}, f["seconds"] + 6
     if kind in ("host-pause-short", "vireod-pause-short"):
@@ -102,6 +104,7 @@ def faults(seed, hosts, guests, ha_guests, duration, count, netem_delay=False, k
     """count faults spread over duration seconds (a fault's mending may run
     past it). kinds: the allowed kinds (default: all that fit the host count)."""
     rng = random.Random(f"faults/{seed}")
+    delay_rng = random.Random(f"netem-delay/{seed}") if netem_delay else None
     n = len(hosts)
     max_impaired = (n - 1) // 2
     allowed = [k for k, (_, _, _, need) in KINDS.items()
@@ -136,7 +139,7 @@ def faults(seed, hosts, guests, ha_guests, duration, count, netem_delay=False, k
         if kind.startswith("partition") or (kind == "migration-cut" and t < part_until):
             if t < part_until:
                 kind = "host-pause-short"
-        f, impaired, hold = _make(kind, rng, hosts, guests, ha_guests, free, netem_delay)
+        f, impaired, hold = _make(kind, rng, hosts, guests, ha_guests, free, delay_rng)
         f["id"] = i + 1
         f["t"] = round(t, 2)
         out.append(f)
@@ -189,7 +192,7 @@ def describe(f):
         return (f"{k} {f['guest']} ({'live' if f['live'] else 'quick'}) "
                 f"{f['how']} {f['after']} s in, back after {f['seconds']} s")
     if k == "netem":
-        d = f" delay {f['delay_ms']} ms" if "delay_ms" in f else ""
+        d = f" delay {f['delay_ms']}±{f['jitter_ms']} ms" if "delay_ms" in f else ""
         return f"{k} {f['host']} loss {f['loss']}%{d} for {f['seconds']} s"
     if k == "pool-full":
         return f"{k} for {f['seconds']} s"
