@@ -3,10 +3,12 @@
 
 Builds a 3-host lab with `up --set` and checks vireo.conf; `cut n1 n3` (n1 and
 n3 lose each other, n2 still reaches both); `netem n2 --loss 100` (nobody
-reaches n2) and `--clear`; `netem --probe` and, where the kernel lacks
-sch_netem, that `--delay` is refused clearly. Reachability is a TCP connect to
-the peer's libvirtd (port 16509) from inside a host: the machine may have no
-ping.
+reaches n2) and `--clear`; `netem --probe`; `netem n2 --delay 150` (by netem,
+or by NFQUEUE and vireo-delayline where the kernel has no sch_netem): a TCP
+handshake with n2 takes the delay, one with n3 does not, `--clear` and `down`
+end the delayline; where the lab cannot delay, that `--delay` is refused
+clearly. Reachability and round trips are TCP connects to the peer's libvirtd
+(port 16509) from inside a host: the machine may have no ping.
 
 Exit status: 0 pass, 1 fail, 77 skipped (not root, tools missing).
 Environment: VIREO_BUILD_DIR as for vireo-lab; VIREO_LAB_TOOL overrides the
@@ -68,6 +70,63 @@ def reaches(src, dst, addrs):
     """src can open a TCP connection to dst's libvirtd within 1 s."""
     code = (f"import socket; socket.create_connection(('{addrs[dst]}', {LIBVIRTD_PORT}), 1).close()")
     return lab("exec", src, sys.executable, "-c", code, timeout=20).returncode == 0
+
+
+def handshake_ms(src, dst, addrs, tries=5):
+    """The median time src takes to open a TCP connection to dst's libvirtd, in ms (None: no connection)."""
+    code = ("import socket, time\nr = []\n"
+            f"for _ in range({tries}):\n"
+            "    t = time.monotonic()\n"
+            f"    socket.create_connection(('{addrs[dst]}', {LIBVIRTD_PORT}), 3).close()\n"
+            "    r.append((time.monotonic() - t) * 1000)\n"
+            "print(sorted(r)[len(r) // 2])\n")
+    r = lab("exec", src, sys.executable, "-c", code, timeout=30)
+    return float(r.stdout) if r.returncode == 0 else None
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def check_delay(addrs, probe):
+    """netem --delay: n2's packets leave 150 ms late, nobody else's; --clear and down end it."""
+    r = lab("netem", "n2", "--delay", "150")
+    if not probe["delay"]:
+        check(r.returncode == 1 and "sch_netem" in r.stderr,
+              "where the lab cannot delay, --delay fails (exit 1) and says why", (r.returncode, r.stderr.strip()))
+        return
+    rec = host(status(), "n2")["netem"]
+    check(r.returncode == 0 and rec and rec["delay"] == 150 and probe["delay_method"] in rec["method"],
+          f"netem n2 --delay 150 works, by {probe['delay_method']}", (r.stderr.strip(), rec))
+    slow, fast = handshake_ms("n1", "n2", addrs), handshake_ms("n1", "n3", addrs)
+    print(f"      handshake n1->n2 {slow} ms (n2 delayed 150 ms), n1->n3 {fast} ms")
+    check(slow is not None and 140 <= slow <= 400, "a handshake with the delayed n2 takes its 150 ms", slow)
+    check(fast is not None and fast < 100, "a handshake between two other hosts is not delayed", fast)
+    pid = (rec or {}).get("delay_pid")
+    r = lab("netem", "n2", "--delay", "60", "--jitter", "10", "--loss", "0")
+    rec2 = host(status(), "n2")["netem"]
+    check(r.returncode == 0 and rec2 and rec2["delay"] == 60 and rec2["jitter"] == 10,
+          "a second netem replaces the first", (r.stderr.strip(), rec2))
+    if pid:
+        check(not alive(pid), "the first setting's delayline is gone", pid)
+    slow = handshake_ms("n1", "n2", addrs)
+    check(slow is not None and 45 <= slow < 140, "the new delay (60 ± 10 ms) holds", slow)
+    pid = (rec2 or {}).get("delay_pid")
+    r = lab("netem", "n2", "--clear")
+    check(r.returncode == 0 and host(status(), "n2")["netem"] is None, "--clear after a delay succeeds",
+          r.stderr.strip())
+    if pid:
+        check(not alive(pid), "--clear ends the delayline", pid)
+    fast = handshake_ms("n1", "n2", addrs)
+    check(fast is not None and fast < 100, "after --clear n2 answers without delay", fast)
+    r = lab("netem", "n1", "--delay", "30")
+    pid = (host(status(), "n1")["netem"] or {}).get("delay_pid")
+    check(r.returncode == 0, "netem n1 --delay 30 (left for down to end)", r.stderr.strip())
+    return pid
 
 
 def reach_map(pairs, addrs):
@@ -143,13 +202,6 @@ def test_faults():
     seen = reach_map([("n1", "n2"), ("n2", "n3"), ("n1", "n3")], addrs)
     check(seen == {"n1->n2": False, "n2->n3": False, "n1->n3": True},
           "with loss 100% nobody reaches n2 and n2 reaches nobody; n1 still reaches n3", seen)
-    r = lab("netem", "n2", "--delay", "20")
-    if probe["delay"]:
-        check(r.returncode == 0 and host(status(), "n2")["netem"]["delay"] == 20, "netem n2 --delay 20 works",
-              r.stderr.strip())
-    else:
-        check(r.returncode == 1 and "sch_netem" in r.stderr,
-              "without sch_netem, --delay fails (exit 1) and says why", (r.returncode, r.stderr.strip()))
     r = lab("netem", "n2", "--loss", "101")
     check(r.returncode == 2, "--loss 101 is bad usage (exit 2)", r.stderr.strip())
     r = lab("netem", "n2", "--clear")
@@ -159,6 +211,7 @@ def test_faults():
     check(all(seen.values()), "after --clear every host reaches every other", seen)
     r = lab("netem", "n2", "--clear")
     check(r.returncode == 0, "a second --clear is harmless", r.stderr.strip())
+    left_delayed = check_delay(addrs, probe)
 
     r = lab("kill", "n3")
     r = lab("netem", "n3", "--loss", "10")
@@ -166,6 +219,8 @@ def test_faults():
 
     r = lab("down")
     check(r.returncode == 0, "down succeeds", r.stderr.strip())
+    if left_delayed:
+        check(not alive(left_delayed), "down ends a host's delayline", left_delayed)
 
 
 def main():
