@@ -3,8 +3,12 @@
 With sch_netem in the kernel, one netem qdisc does both. Without it (the
 kernels we develop on), loss is an nftables rule in the host's namespace and
 delay is vireo-delayline serving an NFQUEUE that an iptables rule feeds every
-packet leaving eth0; the delay is on the way out only, as netem's is. The
-delayline runs in the lab's own cgroup, not the host's: like a qdisc, it goes
+packet arriving on eth0. That delays the way in where netem delays the way
+out: a round trip with the host takes D longer either way, but a packet held
+on its way out still counts against its TCP socket's small-queue budget, and a
+sender held that way sends a few packets per delay (a migration stream would
+crawl); one that crossed the veth pair belongs to no socket. The delayline
+runs in the lab's own cgroup, not the host's: like a qdisc, it goes
 on working while the host is frozen or killed, and vireo-lab down ends it."""
 
 import contextlib
@@ -37,7 +41,7 @@ def netem_available():
 def nfqueue_available():
     """Whether packets can be delayed without netem: vireo-delayline is built and iptables has NFQUEUE."""
     return bool(delayline_bin()) and run(
-        ["unshare", "--net", "iptables", "-w", "-t", "mangle", "-A", "OUTPUT", "-j", "NFQUEUE",
+        ["unshare", "--net", "iptables", "-w", "-t", "mangle", "-A", "PREROUTING", "-j", "NFQUEUE",
          "--queue-num", str(DELAY_QUEUE), "--queue-bypass"], check=False).returncode == 0
 
 
@@ -92,7 +96,7 @@ def _is_delayline(pid):
 
 def _remove_rule(lab, node):
     """The jump to the delay chain and the chain; either may be missing."""
-    _iptables(lab, node, "-D", "OUTPUT", "-o", "eth0", "-j", DELAY_CHAIN, check=False)
+    _iptables(lab, node, "-D", "PREROUTING", "-i", "eth0", "-j", DELAY_CHAIN, check=False)
     _iptables(lab, node, "-F", DELAY_CHAIN, check=False)
     _iptables(lab, node, "-X", DELAY_CHAIN, check=False)
 
@@ -133,7 +137,7 @@ def _start_delay(lab, node, delay, jitter):
         _iptables(lab, node, "-N", DELAY_CHAIN)
         _iptables(lab, node, "-A", DELAY_CHAIN, "-j", "NFQUEUE", "--queue-num", str(DELAY_QUEUE),
                   "--queue-bypass")
-        _iptables(lab, node, "-A", "OUTPUT", "-o", "eth0", "-j", DELAY_CHAIN)
+        _iptables(lab, node, "-A", "PREROUTING", "-i", "eth0", "-j", DELAY_CHAIN)
     except Exception:
         _remove_rule(lab, node)
         proc.kill()

@@ -5,10 +5,13 @@
  *
  * `vireo-lab netem --delay` needs sch_netem, which some kernels (ours) are
  * built without. They still have NFQUEUE: an iptables rule in the host's
- * network namespace hands each outgoing packet to queue N, and this program,
- * run in that namespace, gives it back (NF_ACCEPT) MS milliseconds later,
- * give or take a uniform JITTER, as netem's delay does. Packets are never
- * dropped here: with jitter they may leave out of order, as under netem.
+ * network namespace hands each packet arriving on its eth0 to queue N, and
+ * this program, run in that namespace, gives it back (NF_ACCEPT) MS
+ * milliseconds later, give or take a uniform JITTER, as netem's delay does.
+ * Packets are never dropped here: with jitter they may pass out of order, as
+ * under netem. (The way in, not out: a packet held on its way out still
+ * counts against its TCP socket's small-queue budget, which would throttle
+ * the sender to a few packets per delay.)
  *
  * With --ready-fd we write "ready\n" to FD and close it once the queue is
  * bound, so the lab installs its rule only when somebody serves the queue
@@ -187,10 +190,13 @@ static int open_queue(struct delayline *dl, uint16_t queue)
 		return errno ? -errno : -EIO;
 	if (!(dl->qh = nfq_create_queue(dl->h, queue, on_packet, dl)))
 		return errno ? -errno : -EBUSY;
-	/* The packet's id is all we need: no payload is copied to us. */
+	/* The packet's id is all we need: no payload is copied to us, and a
+	 * GSO packet (a migration stream's) comes whole, not cut up first. */
+	uint32_t flags = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO;
+
 	if (nfq_set_mode(dl->qh, NFQNL_COPY_META, 0) < 0 ||
 	    nfq_set_queue_maxlen(dl->qh, MAX_HELD) < 0 ||
-	    nfq_set_queue_flags(dl->qh, NFQA_CFG_F_FAIL_OPEN, NFQA_CFG_F_FAIL_OPEN) < 0)
+	    nfq_set_queue_flags(dl->qh, flags, flags) < 0)
 		return errno ? -errno : -EIO;
 	nfnl_rcvbufsiz(nfq_nfnlh(dl->h), RCVBUF_BYTES);
 	return 0;
