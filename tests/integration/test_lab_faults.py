@@ -103,7 +103,7 @@ def check_delay(addrs, probe):
     check(r.returncode == 0 and rec and rec["delay"] == 150 and probe["delay_method"] in rec["method"],
           f"netem n2 --delay 150 works, by {probe['delay_method']}", (r.stderr.strip(), rec))
     slow, fast = handshake_ms("n1", "n2", addrs), handshake_ms("n1", "n3", addrs)
-    print(f"      handshake n1->n2 {slow} ms (n2 delayed 150 ms), n1->n3 {fast} ms")
+    print(f"      TCP handshake n1->n2 {slow or 0:.1f} ms (n2 delayed 150 ms), n1->n3 {fast or 0:.1f} ms")
     check(slow is not None and 140 <= slow <= 400, "a handshake with the delayed n2 takes its 150 ms", slow)
     check(fast is not None and fast < 100, "a handshake between two other hosts is not delayed", fast)
     pid = (rec or {}).get("delay_pid")
