@@ -173,8 +173,8 @@ static int take_packets(struct delayline *dl, int fd)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 0;
 		if (n < 0 && errno == ENOBUFS) {
-			/* Our socket overflowed: those packets the kernel could
-			 * not hand us it dropped; carry on with the rest. */
+			/* Our socket overflowed: the kernel dropped what it
+			 * could not hand us; carry on with the rest. */
 			fprintf(stderr, PROG ": receive buffer overflowed; some packets were lost\n");
 			continue;
 		}
@@ -186,14 +186,14 @@ static int take_packets(struct delayline *dl, int fd)
 
 static int open_queue(struct delayline *dl, uint16_t queue)
 {
-	if (!(dl->h = nfq_open()))
-		return errno ? -errno : -EIO;
-	if (!(dl->qh = nfq_create_queue(dl->h, queue, on_packet, dl)))
-		return errno ? -errno : -EBUSY;
 	/* The packet's id is all we need: no payload is copied to us, and a
 	 * GSO packet (a migration stream's) comes whole, not cut up first. */
 	uint32_t flags = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO;
 
+	if (!(dl->h = nfq_open()))
+		return errno ? -errno : -EIO;
+	if (!(dl->qh = nfq_create_queue(dl->h, queue, on_packet, dl)))
+		return errno ? -errno : -EBUSY;
 	if (nfq_set_mode(dl->qh, NFQNL_COPY_META, 0) < 0 ||
 	    nfq_set_queue_maxlen(dl->qh, MAX_HELD) < 0 ||
 	    nfq_set_queue_flags(dl->qh, flags, flags) < 0)
