@@ -204,6 +204,8 @@ def test_faults():
           "with loss 100% nobody reaches n2 and n2 reaches nobody; n1 still reaches n3", seen)
     r = lab("netem", "n2", "--loss", "101")
     check(r.returncode == 2, "--loss 101 is bad usage (exit 2)", r.stderr.strip())
+    r = lab("netem", "n2", "--delay", "70000")
+    check(r.returncode == 2 and "60000" in r.stderr, "--delay 70000 is bad usage (exit 2)", r.stderr.strip())
     r = lab("netem", "n2", "--clear")
     check(r.returncode == 0 and host(status(), "n2")["netem"] is None, "netem n2 --clear succeeds and is recorded",
           r.stderr.strip())

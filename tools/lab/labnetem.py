@@ -25,6 +25,7 @@ NETEM_TABLE = "vireo_lab_netem"
 DELAY_CHAIN = "VIREO_LAB_DELAY"
 DELAY_QUEUE = 0                 # queues are per network namespace
 READY_TIMEOUT = 5.0
+MAX_DELAY_MS = 60000.0          # vireo-delayline's bound too
 
 
 def delayline_bin():
