@@ -344,8 +344,8 @@ static int apply_end(cluster_state *st, const Vireo__Op *op)
 	if (e->ok)
 		snprintf(text, sizeof(text), "%s", vm->want_running ? "" : "stopping after its migration");
 	else if (committed)
-		snprintf(text, sizeof(text), "migrated to %s but cannot run there: %s",
-			 node_name(st, mig->target), e->message);
+		snprintf(text, sizeof(text), "migrated to %s but did not resume there (%s); it "
+			 "starts there again from its disks", node_name(st, mig->target), e->message);
 	else
 		snprintf(text, sizeof(text), "migration to %s failed, it runs on %s: %s",
 			 node_name(st, mig->target), node_name(st, mig->source), e->message);
@@ -353,8 +353,15 @@ static int apply_end(cluster_state *st, const Vireo__Op *op)
 					      op->time_ms)) < 0 ||
 	    (rc = cluster_vm_set_message(vm, text)) < 0)
 		return rc;
-	if (committed && !e->ok)
-		next = VIREO__VM_STATE__VM_ERROR;
+	/* Committed but not resumed: the guest's memory is lost (its QEMU
+	 * died on either side after libvirt's hand-over, or the source's
+	 * vireod restarted, found the guest gone and committed a migration
+	 * whose guest had been killed). The target owns the VM now and
+	 * treats it like a guest it was told to start: it adopts the guest
+	 * if it runs after all, resumes it if paused, boots it afresh if not.
+	 * The source never runs it again. */
+	if (committed && !e->ok && vm->want_running)
+		next = VIREO__VM_STATE__VM_STARTING;
 	else
 		next = vm->want_running ? VIREO__VM_STATE__VM_RUNNING : VIREO__VM_STATE__VM_STOPPING;
 	cluster_vm_set_state(vm, next, op->time_ms);

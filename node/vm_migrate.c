@@ -464,9 +464,15 @@ static void source_recover(struct node_daemon *d, struct node_migration *r,
 {
 	char why[200];
 
+	/* Gone from here: libvirt completed the migration (it removes the
+	 * source only then), or the guest was killed with the old vireod (the
+	 * watchdog does that). Nothing here tells which; the commit is right
+	 * for both: the target resumes the guest it holds, or boots the VM
+	 * afresh from its disks. */
 	if (!dom || dom->state == HV_STATE_SHUTOFF) {
 		qb_log(LOG_WARNING, "VM %s: found its migration under way after a restart and the "
-		       "guest gone from here: libvirt completed it; committing", r->name);
+		       "guest gone from here (migrated, or killed); committing: the target resumes "
+		       "it or boots it afresh", r->name);
 		propose_commit(d, r);
 		return;
 	}

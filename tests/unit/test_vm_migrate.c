@@ -375,11 +375,23 @@ START_TEST(stop_during_a_migration_waits_for_its_end)
 	ck_assert_int_eq(end(st, "web", id, true, 2), 0);
 	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPING);
 	ck_assert_uint_eq(vm->owner, 2);
+
+	/* The same, but the guest did not resume on the target: it is not
+	 * started again there, since it should stop. */
+	vm->state = VIREO__VM_STATE__VM_RUNNING;     /* as if it had started again */
+	vm->want_running = true;
+	ck_assert_int_eq(migrate(st, "web", 3, 2), 0);
+	id = vm->migration->id;
+	ck_assert_int_eq(apply(st, &op, 2), 0);
+	ck_assert_int_eq(commit(st, "web", id, 2), 0);
+	ck_assert_int_eq(end(st, "web", id, false, 3), 0);
+	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STOPPING);
+	ck_assert_uint_eq(vm->owner, 3);
 	cluster_state_free(st);
 }
 END_TEST
 
-START_TEST(a_target_that_cannot_resume_reports_error)
+START_TEST(a_target_that_cannot_resume_boots_it_afresh)
 {
 	cluster_state *st = cluster3();
 	Vireo__Vm *vm;
@@ -395,9 +407,11 @@ START_TEST(a_target_that_cannot_resume_reports_error)
 	ck_assert_uint_eq(vm->owner, 3);
 	ck_assert_int_eq(commit(st, "web", id, 1), -EINVAL);         /* once */
 	ck_assert_int_eq(end(st, "web", id, false, 3), 0);
-	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_ERROR);
+	/* Its memory is lost, its disks are not: the target starts it. */
+	ck_assert_int_eq(vm->state, VIREO__VM_STATE__VM_STARTING);
 	ck_assert_uint_eq(vm->owner, 3);
-	ck_assert_ptr_nonnull(strstr(vm->message, "migrated to n3 but cannot run there"));
+	ck_assert_ptr_null(vm->migration);
+	ck_assert_ptr_nonnull(strstr(vm->message, "migrated to n3 but did not resume there"));
 	cluster_state_free(st);
 }
 END_TEST
@@ -413,7 +427,7 @@ static Suite *vm_migrate_suite(void)
 	tcase_add_test(tc, failure_before_the_commit_leaves_it_on_the_source);
 	tcase_add_test(tc, the_manager_picks_the_least_loaded_node_or_says_none_fits);
 	tcase_add_test(tc, stop_during_a_migration_waits_for_its_end);
-	tcase_add_test(tc, a_target_that_cannot_resume_reports_error);
+	tcase_add_test(tc, a_target_that_cannot_resume_boots_it_afresh);
 	suite_add_tcase(s, tc);
 	return s;
 }
