@@ -253,9 +253,15 @@ static void check(struct node_daemon *d)
 		if (f->lost)
 			qb_log(LOG_NOTICE, "back in the quorate partition after %" PRIu64 " ms",
 			       now - f->lost_ms);
-		f->armed = true;
 		f->lost = false;
 		f->fenced = false;
+		/* The first feed at once, not at the next tick: the watchdog times
+		 * this vireod from its first feed on, and a pass that hangs in
+		 * libvirt before that tick would never be caught. */
+		if (!f->armed) {
+			f->armed = true;
+			send_feed(d, false);
+		}
 		return;
 	}
 	if (!f->armed || f->leaving)

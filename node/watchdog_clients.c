@@ -273,22 +273,26 @@ static void expire(struct wd *wd, struct wd_client *c)
 			watchdog_client_free(wd, c);
 		return;
 	}
-	if (!c->n_guests) {
-		qb_log(LOG_WARNING, "vireod (pid %d) has not fed the watchdog for %" PRIu64 " ms; it "
-		       "protects no guest, so nothing is done", (int)c->pid, c->timeout_ms);
-		return;
-	}
 	snprintf(why, sizeof(why), "vireod (pid %d) has not fed the watchdog for %" PRIu64
 		 " ms: it hangs", (int)c->pid, c->timeout_ms);
-	qb_log(LOG_CRIT, "%s; killing its %zu guest(s), then it, so that the cluster sees this "
-	       "node leave and fails them over", why, c->n_guests);
+	/* Even with no guest to protect, a hung vireod must go: it is still a
+	 * member of the cluster's group, whose sync rounds wait for its answer,
+	 * and it may be the manager. Killed, it leaves, and the others go on. */
+	if (c->n_guests)
+		qb_log(LOG_CRIT, "%s; killing its %zu guest(s), then it, so that the cluster sees "
+		       "this node leave and fails them over", why, c->n_guests);
+	else
+		qb_log(LOG_CRIT, "%s; it protects no guest, but holds up the cluster: killing it, "
+		       "so that the cluster sees it leave", why);
 	kill_guests(wd, c, why);
 	if (c->pidfd >= 0 && pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0) == 0)
 		qb_log(LOG_CRIT, "killed vireod (pid %d): it hangs", (int)c->pid);
 	else
 		qb_log(LOG_ERR, "cannot kill vireod (pid %d): %s", (int)c->pid,
 		       c->pidfd < 0 ? "it was gone when it connected" : strerror(errno));
-	stop_petting(wd, why);
+	/* No guest of this host runs unprotected: no reason to reset it. */
+	if (c->n_guests)
+		stop_petting(wd, why);
 }
 
 /* This host is out of the quorate partition since wd->lost_ms, longer

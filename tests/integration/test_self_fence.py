@@ -2,6 +2,9 @@
 """The host side of fencing, on a 3-host lab with the test guest: each host
 runs vireo-watchdog next to vireod (doc/failover.md, "Host side").
 
+  (0) vireod on a host without guests is SIGSTOPped: after 5 T the watchdog
+      kills it anyway, since a hung vireod holds up the whole cluster;
+
   (a) vireod on a host with an HA guest and a non-HA guest is SIGKILLed:
       the watchdog kills the HA guest at once (the socket closed without a
       clean stop), the non-HA guest runs on;
@@ -107,6 +110,34 @@ def vireod_killed(lab):
     log("(a) non-HA fa-plain runs on")
 
 
+def pid_dead(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def idle_vireod_hung(lab):
+    """A hung vireod protects no guest but holds up the cluster (sync rounds wait
+    for its answer, and it may be the manager): the watchdog kills it too."""
+    pid = daemon_pid(lab, "n3", "vireod")
+    check(pid, "no vireod pid for n3 in vireo-lab status --json")
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    wait_until(f"idle vireod (pid {pid}) on n3 to be killed", lambda: pid_dead(pid),
+               WATCHDOG_TIMEOUT + 10, interval=0.05)
+    took = time.monotonic() - t0
+    check(took >= WATCHDOG_TIMEOUT - 0.3, "n3's idle vireod was killed %.2f s after it stopped, "
+          "before the watchdog timeout of %.1f s", took, WATCHDOG_TIMEOUT)
+    check(wait_logged(lab, "n3", "vireo-watchdog.log", f"killed vireod (pid {pid})",
+                      "n3's watchdog log"), "the watchdog of n3 does not say it killed the idle "
+          "hung vireod: %s", watchdog_log(lab, "n3")[-600:])
+    log(f"(0) idle vireod on n3 (pid {pid}) SIGSTOPped: the watchdog killed it {took:.2f} s later")
+    lab.run("start-daemon", "n3", "vireod")
+    wait_ready(lab, NODES)
+
+
 def vireod_hung(lab):
     pid = daemon_pid(lab, "n2", "vireod")
     check(pid, "no vireod pid for n2 in vireo-lab status --json")
@@ -119,13 +150,7 @@ def vireod_hung(lab):
     check(took <= WATCHDOG_TIMEOUT + SLACK, "fb-ha ran %.2f s after its vireod stopped (watchdog "
           "timeout %.1f s)", took, WATCHDOG_TIMEOUT)
 
-    def vireod_dead():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-        except FileNotFoundError:
-            return True
-    wait_until(f"vireod (pid {pid}) on n2 to be killed", vireod_dead, 5, interval=0.05)
+    wait_until(f"vireod (pid {pid}) on n2 to be killed", lambda: pid_dead(pid), 5, interval=0.05)
     check(wait_logged(lab, "n2", "vireo-watchdog.log", f"killed vireod (pid {pid})",
                       "n2's watchdog log") and "has not fed the watchdog" in watchdog_log(lab, "n2"),
           "the watchdog of n2 does not say it killed the hung vireod: %s",
@@ -180,6 +205,7 @@ def test(lab: Lab):
         check(daemon_pid(lab, n, "watchdog"), "vireo-lab started no watchdog on %s", n)
     wait_ready(lab, NODES)
     try:
+        idle_vireod_hung(lab)
         setup(lab)
         vireod_killed(lab)
         vireod_hung(lab)
