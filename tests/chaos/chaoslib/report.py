@@ -37,7 +37,10 @@ def _ms(x):
     return "-" if x is None else f"{x:.2f}"
 
 
-def tables(args, faults, nemesis, workload, observer, wall_s):
+SLOWEST = 5      # recoveries listed one by one, to look into
+
+
+def tables(args, faults, nemesis, workload, observer, wall_s, timeline):
     """The summary the issue asks for, as lines of text."""
     out = [f"vireo-chaos seed {args.seed}: {args.hosts} hosts, {args.guests} HA + {args.plain} "
            f"non-HA guests, {wall_s:.0f} s", "", "faults injected by type:",
@@ -78,6 +81,15 @@ def tables(args, faults, nemesis, workload, observer, wall_s):
         for k in sorted(by_cause):
             xs = by_cause[k]
             out.append(f"    {k:20} {len(xs):5} median {statistics.median(xs):6.2f}  max {max(xs):6.2f}")
+    slow = sorted((e for e in eps if e["first_hb"]), key=lambda e: e["first_hb"] - e["lost"],
+                  reverse=True)[:SLOWEST]
+    if slow:
+        out.append(f"  the {len(slow)} slowest (run time of the loss, guest, host before -> after, "
+                   "seconds, the fault):")
+        for e in slow:
+            out.append(f"    {timeline.rel(e['lost']):8.2f} {e['guest']:6} {e['host_before'] or '?'} -> "
+                       f"{e['host_after'] or '?'}  {e['first_hb'] - e['lost']:6.2f}  {e['fault'] or '?'}"
+                       + (f" at {timeline.rel(e['fault_t']):.2f}" if e.get("fault_t") else ""))
     out += ["", "migrations:"]
     for k in sorted(workload.counts):
         if k.startswith("migrate"):
