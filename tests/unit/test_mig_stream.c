@@ -632,7 +632,9 @@ START_TEST(expected_late_retry_succeeds)
 END_TEST
 
 /* A migration that failed early is retried with the same id: the one
- * expectation takes the new session once the first one ended. */
+ * expectation takes the new session once the first one ended. The source
+ * cancels only once both sides finished the handshake: before that it has
+ * no channel to say why, and the target rightly reports a reset instead. */
 static void cancel_when_accepted(void *data)
 {
 	struct run *r = data;
@@ -640,7 +642,8 @@ static void cancel_when_accepted(void *data)
 	struct mig_result snap;
 	struct mig_session_id id = test_id(13);
 
-	if (mig_listener_counters(r->l, &id, &snap) == 0) {
+	if (mig_listener_counters(r->l, &id, &snap) == 0 &&
+	    atomic_load(&mig_session_counters(r->src)->phase) >= MIG_PHASE_WAITING) {
 		mig_session_cancel(r->src);
 		return;
 	}
