@@ -127,11 +127,30 @@ class Workload:
         what = {0: "moved", 1: "rolled back", 2: "refused", 3: "not quorate", -1: "no answer"}.get(rc, f"exit {rc}")
         mig["outcome"] = what
         self.count(f"migrate {'live' if mig['live'] else 'quick'}: {what}")
+        if rc not in (0, 2):
+            mig["settled"] = self.wait_settled(mig["guest"], bounds.MIGRATION_SETTLE_S)
         with self.lock:
             self.migrations.append(mig)
             mig.pop("window")[1] = time.monotonic() + bounds.MIGRATION_TAIL_S
         self.timeline.add(f"{mig['cause']}: migrate {mig['guest']} {mig['source']} -> {mig['target']}: "
-                          f"{what} in {mig['seconds']} s" + (f" ({mig['output'][-160:]})" if rc else ""))
+                          f"{what} in {mig['seconds']} s" + (f" ({mig['output'][-160:]})" if rc else "")
+                          + ("" if mig.get("settled", True) else
+                             f"; the cluster still migrated it {bounds.MIGRATION_SETTLE_S:.0f} s later"))
+
+    def wait_settled(self, guest, limit_s):
+        """The command gave up or failed, but the cluster may still be
+        migrating guest (vireod went away mid-request, quorum came back):
+        both QEMUs stay excused until no host shows a migration of it.
+        True once settled; False when limit_s passed first."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            with self.model.lock:     # not self.via(): leaves the workload's draws as they were
+                ok = [n for n in self.model.hosts if self.model._healthy(n)]
+            vms = self.vm_list(ok[0]) if ok else None
+            if vms is not None and not (vms.get(guest) or {}).get("migration"):
+                return True
+            time.sleep(0.5)
+        return False
 
     # ------------------------------------------------------------ ops
 
