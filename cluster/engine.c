@@ -599,15 +599,21 @@ void cluster_engine_disconnected(struct cluster_engine *e)
 	e->resync_asked = false;
 }
 
+/* Ticks come every few hundred ms: a gap longer than the token means this
+ * host was frozen or stalled, and it cannot vouch for what it did not see
+ * (a node may have come and gone meanwhile). */
+static bool stalled_since_last_tick(const struct cluster_engine *e, uint64_t mono, uint32_t token_ms)
+{
+	return e->last_tick_mono_ms && token_ms && e->quorate &&
+	       mono - e->last_tick_mono_ms > token_ms;
+}
+
 void cluster_engine_tick(struct cluster_engine *e, uint64_t now_ms, uint32_t token_ms)
 {
 	uint64_t mono = mono_now(e);
 
-	/* Ticks come every few hundred ms: a longer gap means this host was
-	 * frozen or stalled, and it cannot vouch for what it did not see (a
-	 * node may have come and gone meanwhile): fence deadlines count again
-	 * from now. */
-	if (e->last_tick_mono_ms && mono - e->last_tick_mono_ms > token_ms && e->quorate) {
+	/* Fence deadlines this host measures count again from now. */
+	if (stalled_since_last_tick(e, mono, token_ms)) {
 		qb_log(LOG_WARNING, "this host did not run for %" PRIu64 " ms; fence deadlines it "
 		       "measures start again, and its guests wait %u ms for the membership it "
 		       "missed", mono - e->last_tick_mono_ms, VIREO_DETECTION_MS(token_ms));
@@ -839,8 +845,7 @@ uint64_t cluster_engine_stall_hold_ms(struct cluster_engine *e)
 
 	/* Frozen until a moment ago, and the tick that would notice has not
 	 * run yet: the state may be stale by a whole membership. */
-	if (e->last_tick_mono_ms && e->token_ms && e->quorate &&
-	    mono - e->last_tick_mono_ms > e->token_ms)
+	if (stalled_since_last_tick(e, mono, e->token_ms))
 		return VIREO_DETECTION_MS(e->token_ms);
 	return e->stall_hold_until_ms > mono ? e->stall_hold_until_ms - mono : 0;
 }
