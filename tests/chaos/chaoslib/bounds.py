@@ -27,9 +27,10 @@ DIGEST_CONVERGE_S = 30.0 * TOKEN_S
 # A migration's two QEMUs (the target's waits paused) are no double run
 # while the migration runs and this long after its command returned.
 MIGRATION_TAIL_S = 3.0 * TOKEN_S
-# A migrate command whose outcome is unknown (vireod gone, no quorum, no
-# answer) leaves the migration to the cluster; the observer keeps excusing
-# its two QEMUs until the cluster shows no migration of the guest, at most this.
+# A migrate command that failed or gave up (vireod gone mid-request, no
+# quorum, no answer) may leave the migration to the cluster; the observer
+# keeps excusing its two QEMUs until the cluster shows no migration of the
+# guest, at most this.
 MIGRATION_SETTLE_S = 60.0 * TOKEN_S
 # Pauses shorter than the token must change nothing; longer ones must be survived.
 SHORT_PAUSE_S = (0.2 * TOKEN_S, 0.7 * TOKEN_S)
