@@ -13,7 +13,20 @@ import time
 
 SRC_DIR = os.environ.get("VIREO_SRC_DIR") or os.path.realpath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD_DIR = os.environ.get("VIREO_BUILD_DIR") or SRC_DIR
+
+
+def find_build_dir():
+    """As vireo-lab finds it: $VIREO_BUILD_DIR, else the source tree when it
+    holds a build (tools/demo's), else build/ (tools/run-tests')."""
+    if os.environ.get("VIREO_BUILD_DIR"):
+        return os.environ["VIREO_BUILD_DIR"]
+    for d in (SRC_DIR, os.path.join(SRC_DIR, "build")):
+        if os.access(os.path.join(d, "node", "vireod"), os.X_OK):
+            return d
+    return SRC_DIR
+
+
+BUILD_DIR = find_build_dir()
 LAB_TOOL = os.path.join(SRC_DIR, "tools", "vireo-lab")
 
 

@@ -24,7 +24,25 @@ DAEMONS = ("corosync", "virtlockd", "libvirtd", "watchdog", "vireod")
 
 # The source tree: tools/lab/labhost.py is three levels down.
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-BUILD_DIR = os.path.realpath(os.environ.get("VIREO_BUILD_DIR") or SRC_DIR)
+
+
+def find_build_dir():
+    """$VIREO_BUILD_DIR; else the source tree when it holds a build (tools/demo
+    makes one); else build/, where tools/run-tests builds (after cleaning the
+    in-tree one), so the README's commands work in either order."""
+    if os.environ.get("VIREO_BUILD_DIR"):
+        return os.path.realpath(os.environ["VIREO_BUILD_DIR"])
+    for d in (SRC_DIR, f"{SRC_DIR}/build"):
+        if os.access(f"{d}/node/vireod", os.X_OK):
+            return os.path.realpath(d)
+    return SRC_DIR
+
+
+BUILD_DIR = find_build_dir()
+NOT_BUILT = ((f"vireod is not built in $VIREO_BUILD_DIR ({BUILD_DIR}); build there or unset it"
+              if os.environ.get("VIREO_BUILD_DIR") else
+              f"vireod is not built in {SRC_DIR} or {SRC_DIR}/build; run tools/demo or "
+              "tools/run-tests first, or set VIREO_BUILD_DIR to a build directory"))
 
 # Where each daemon's stdout/stderr goes, relative to the host's /var/log.
 DAEMON_STDOUT = {
@@ -181,6 +199,11 @@ class Lab:
 def vireod_bin():
     p = f"{BUILD_DIR}/node/vireod"
     return p if os.access(p, os.X_OK) else None
+
+
+def runs_vireod(lab):
+    """Whether the lab's hosts run vireod (not when it came up with --no-vireod)."""
+    return bool(lab.meta.get("vireod")) and bool(vireod_bin())
 
 
 def watchdog_bin():
@@ -453,9 +476,9 @@ def boot_hosts(lab, nodes, deadline):
     trace("holders up")
     daemons = ["corosync", "virtlockd", "libvirtd"]
     # A build without vireo-watchdog (an older tree) boots without it.
-    if vireod_bin() and watchdog_bin():
+    if runs_vireod(lab) and watchdog_bin():
         daemons.append("watchdog")
-    if vireod_bin():
+    if runs_vireod(lab):
         daemons.append("vireod")
     for d in daemons:
         if d == "libvirtd":
@@ -510,7 +533,7 @@ def save_caps(lab_dir):
                         os.rename(dst + ".tmp", dst)
 
 
-def build_lab(lab, t0):
+def build_lab(lab, t0, with_vireod=True):
     deadline = t0 + UP_TIMEOUT
     nodes = lab.nodes()
     lab.meta["reaper"] = reaper_bin(lab)
@@ -525,10 +548,10 @@ def build_lab(lab, t0):
         make_host_dirs(lab, node, authkey)
         seed_caps(lab, node)
         os.makedirs(lab.host_cg(node), exist_ok=True)
-    lab.meta["vireod"] = vireod_bin()
+    lab.meta["vireod"] = vireod_bin() if with_vireod else None
     lab.save()
-    if not vireod_bin():
-        warn(f"{BUILD_DIR}/node/vireod is not built; the hosts run without vireod")
+    if not with_vireod:
+        warn("--no-vireod: the hosts run corosync and libvirt only")
     boot_hosts(lab, nodes, deadline)
     wait_cluster(lab, deadline)
     info(f"lab {lab.name}: {len(nodes)} hosts quorate in {time.monotonic() - t0:.2f} s")
@@ -553,8 +576,8 @@ def wait_cluster(lab, deadline):
                            + ", ".join(f"{n} {describe_view(v)}" for n, v in views.items()))
         time.sleep(0.05)
     trace("corosync quorate everywhere")
-    if not (vireod_bin() and vireo_bin()):
-        if vireod_bin():
+    if not (runs_vireod(lab) and vireo_bin()):
+        if runs_vireod(lab):
             warn(f"{BUILD_DIR}/tools/vireo is not built; not checking vireod's view")
         return
     while True:
