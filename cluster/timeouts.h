@@ -120,6 +120,13 @@
  * before it declares the state lost (only after a source restart). */
 #define VIREO_MIGRATION_LANDING_MS(t)  (t)
 
+/* The main loop (node/loop_stall.c): a probe timer this often measures how
+ * long handlers keep the loop from its other work; a stall this long or
+ * longer is logged with its cause (a quarter token: a notice; a token or
+ * more, which delays the watchdog's feed and corosync: a warning). */
+#define VIREO_STALL_PROBE_MS(t)        ((t) / 10u ? (t) / 10u : 1u)
+#define VIREO_STALL_LOG_MS(t)          ((t) / 10u)
+
 /* Fencing (node/fence.c, node/watchdog.c, cluster/manager.c); the
  * timeline is at the top of this file. */
 #define VIREO_WATCHDOG_FEED_MS(t)      ((t) / 5u)

@@ -56,7 +56,9 @@ int node_persist_now(struct node_daemon *d)
 
 static void persist_timer_fired(void *data)
 {
+	node_busy_begin(data, "saving the cluster state");
 	node_persist_now(data);
+	node_busy_end(data);
 }
 
 static void on_state_changed(void *ctx)
@@ -148,8 +150,12 @@ static void disconnect(struct node_daemon *d)
 static int32_t corosync_ready(int32_t fd, int32_t revents, void *data)
 {
 	struct node_daemon *d = data;
+	int rc;
 
-	if (cluster_corosync_dispatch(d->coro, fd) < 0) {
+	node_busy_begin(d, "corosync's messages (apply, sync)");
+	rc = cluster_corosync_dispatch(d->coro, fd);
+	node_busy_end(d);
+	if (rc < 0) {
 		qb_log(LOG_ERR, "corosync went away; reconnecting");
 		disconnect(d);
 		d->reconnect_ms = VIREO_RECONNECT_MIN_MS(d->token_ms);
@@ -262,10 +268,12 @@ static void tick_fired(void *data)
 	struct node_daemon *d = data;
 
 	d->tick_timer = 0;
+	node_busy_begin(d, "the cluster engine's tick (duties, the manager)");
 	if (d->engine)
 		cluster_engine_tick(d->engine, node_now_mono_ms(), d->token_ms);
 	node_requests_expire(d, false, NULL);
 	node_vm_requests_expire(d, false, NULL);
+	node_busy_end(d);
 	schedule_tick(d);
 }
 

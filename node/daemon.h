@@ -19,6 +19,7 @@ struct node_change_waiter;
 struct node_migrations;
 struct node_leases;
 struct node_fence;
+struct node_stall;
 struct hv_driver;
 struct hv_conn;
 struct hv_vm_info;
@@ -64,7 +65,19 @@ struct node_daemon {
 	struct node_migrations *migrations;  /* vm_migrate.c */
 	struct node_leases *leases;          /* lease_watch.c: the manager's lease checks */
 	struct node_fence *fence;            /* fence.c: self-fencing, the watchdog */
+	struct node_stall *stall;            /* loop_stall.c: how long handlers hold the loop */
 };
+
+/* loop_stall.c: brackets a handler that does real work, so that the time
+ * it holds the main loop is measured and a long one logged with its name
+ * (a string that lives as long as the daemon). Brackets nest; the
+ * outermost names the stall. */
+int node_stall_start(struct node_daemon *d);
+void node_stall_stop(struct node_daemon *d);
+void node_busy_begin(struct node_daemon *d, const char *what);
+void node_busy_end(struct node_daemon *d);
+/* The longest stall since start, and what caused it. */
+uint64_t node_stall_max_ms(const struct node_daemon *d, const char **cause);
 
 uint64_t node_now_mono_ms(void);
 uint64_t node_now_mono_us(void);
@@ -123,6 +136,9 @@ void node_migration_step(struct node_daemon *d, const Vireo__Vm *vm, const struc
 /* After a pass: forgets migrations that are over. */
 void node_migrations_sweep(struct node_daemon *d, const cluster_state *st);
 void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev);
+/* libvirt still works on name as the source of a migration from here: its
+ * guest here is libvirt's to remove, even once the cluster moved the VM. */
+bool node_migration_source_busy(const struct node_daemon *d, const char *name);
 void node_migrations_applied(struct node_daemon *d, const Vireo__Op *op, int rc);
 void node_migrations_arm_progress(struct node_daemon *d);
 

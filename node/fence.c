@@ -291,7 +291,9 @@ static void check_fired(void *data)
 	struct node_daemon *d = data;
 
 	d->fence->check_soon = false;
+	node_busy_begin(d, "self-fencing");
 	check(d);
+	node_busy_end(d);
 }
 
 void node_fence_quorum(struct node_daemon *d, bool quorate)
@@ -312,10 +314,12 @@ static void feed_fired(void *data)
 	struct node_fence *f = d->fence;
 
 	f->feed_timer = 0;
+	node_busy_begin(d, "self-fencing and the watchdog's feed");
 	check(d);
 	try_connect(d, node_now_mono_ms());
 	if (f->armed)
 		send_feed(d, false);
+	node_busy_end(d);
 	qb_loop_timer_add(d->loop, QB_LOOP_HIGH, VIREO_WATCHDOG_FEED_MS(d->token_ms) * NS_PER_MS,
 			  d, feed_fired, &f->feed_timer);
 }

@@ -53,6 +53,7 @@ static void handle_status(struct node_daemon *d, struct node_ipc_call *call)
 	Vireo__NodeStatus **ptrs = NULL;
 	char (*hex)[2 * CLUSTER_DIGEST_LEN + 1] = NULL;
 	char mine[2 * CLUSTER_DIGEST_LEN + 1];
+	const char *cause;
 
 	if (!d->engine) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
@@ -82,6 +83,8 @@ static void handle_status(struct node_daemon *d, struct node_ipc_call *call)
 	st.corosync_connected = cluster_engine_connected(d->engine);
 	st.synced = st.corosync_connected && !cluster_engine_syncing(d->engine);
 	st.config_version = cs->config_version;
+	st.loop_stall_max_ms = node_stall_max_ms(d, &cause);
+	st.loop_stall_cause = (char *)cause;
 	resp.body_case = VIREO__RESPONSE__BODY_STATUS;
 	resp.status = &st;
 	node_ipc_reply(call, &resp);
@@ -217,10 +220,9 @@ static void handle_bench(struct node_daemon *d, struct node_ipc_call *call,
 		 first_version);
 }
 
-void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req)
+static void handle_request(struct node_daemon *d, struct node_ipc_call *call,
+			   const Vireo__Request *req)
 {
-	struct node_daemon *d = ctx;
-
 	switch (req->body_case) {
 	case VIREO__REQUEST__BODY_STATUS:
 		handle_status(d, call);
@@ -252,6 +254,15 @@ void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Req
 				       "this vireod does not know that command");
 		break;
 	}
+}
+
+void node_handle_request(void *ctx, struct node_ipc_call *call, const Vireo__Request *req)
+{
+	struct node_daemon *d = ctx;
+
+	node_busy_begin(d, "a client request");
+	handle_request(d, call, req);
+	node_busy_end(d);
 }
 
 static void complete(struct node_daemon *d, struct node_pending *p)

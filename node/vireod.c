@@ -200,6 +200,8 @@ int main(int argc, char **argv)
 	qb_loop_signal_add(d.loop, QB_LOOP_LOW, SIGUSR2, &d, on_dump_signal, &sigs[2]);
 	qb_loop_signal_add(d.loop, QB_LOOP_LOW, SIGHUP, &d, on_reopen_signal, &sigs[3]);
 
+	if ((rc = node_stall_start(&d)) < 0)
+		goto cleanup;
 	if ((rc = node_cluster_start(&d)) < 0)
 		goto cleanup;
 	if ((rc = node_pool_watch_start(&d)) < 0)
@@ -227,6 +229,7 @@ cleanup:
 	node_vms_stop(&d);
 	node_pool_watch_stop(&d);
 	node_cluster_stop(&d);
+	node_stall_stop(&d);
 	qb_loop_destroy(d.loop);
 	qb_log(LOG_NOTICE, "vireod stopped");
 	qb_log_fini();

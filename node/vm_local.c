@@ -501,6 +501,11 @@ static void destroy_leftover(struct node_daemon *d, const cluster_state *st, str
 
 	if (vm->state == VIREO__VM_STATE__VM_MIGRATING)
 		return;
+	/* Moved away by a migration whose source libvirt is still cleaning
+	 * up (its confirm phase): it removes the guest itself, and a destroy
+	 * now races with its undefine. */
+	if (node_migration_source_busy(d, vm->spec->name))
+		return;
 	if (!vm->owner) {
 		qb_log(LOG_WARNING, "VM %s runs here but belongs to no node", vm->spec->name);
 		return;
@@ -623,7 +628,9 @@ static void pass_fired(void *data)
 
 	d->vms->pass_timer = 0;
 	d->vms->pass_soon = false;
+	node_busy_begin(d, "the local resource manager's pass");
 	pass(d);
+	node_busy_end(d);
 }
 
 static void schedule_pass(struct node_daemon *d, uint64_t ms)
@@ -646,7 +653,9 @@ static void periodic_fired(void *data)
 {
 	struct node_daemon *d = data;
 
+	node_busy_begin(d, "the local resource manager's pass");
 	pass(d);
+	node_busy_end(d);
 	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_VM_RECONCILE_MS(d->token_ms) * NS_PER_MS, d,
 			  periodic_fired, &d->vms->periodic_timer);
 }
@@ -699,9 +708,8 @@ static void resolve_accel(struct node_daemon *d)
 	}
 }
 
-static void on_hv_event(void *ctx, const struct hv_event *ev)
+static void handle_hv_event(struct node_daemon *d, const struct hv_event *ev)
 {
-	struct node_daemon *d = ctx;
 	struct local_vm *lv;
 
 	switch (ev->type) {
@@ -733,6 +741,15 @@ static void on_hv_event(void *ctx, const struct hv_event *ev)
 	}
 	node_migrations_hv_event(d, ev);
 	schedule_pass(d, 0);
+}
+
+static void on_hv_event(void *ctx, const struct hv_event *ev)
+{
+	struct node_daemon *d = ctx;
+
+	node_busy_begin(d, "a hypervisor event");
+	handle_hv_event(d, ev);
+	node_busy_end(d);
 }
 
 int node_vms_start(struct node_daemon *d)

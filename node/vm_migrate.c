@@ -658,20 +658,38 @@ static void report_progress(struct node_daemon *d, struct node_migration *r)
 	(void)cluster_engine_propose(d->engine, &op, &id);
 }
 
+/* The migration of r as the cluster holds it, NULL once it ended there: a
+ * report then would only be refused (libvirt's thread on the source goes
+ * on for a moment after the target has ended the migration). */
+static const Vireo__VmMigration *still_open(const struct node_daemon *d,
+					     const struct node_migration *r)
+{
+	const Vireo__Vm *vm = cluster_vm_find(cluster_engine_state(d->engine), r->name);
+
+	return vm && vm->state == VIREO__VM_STATE__VM_MIGRATING && vm->migration &&
+	       vm->migration->id == r->sid.migration_id ? vm->migration : NULL;
+}
+
 static void progress_fired(void *data)
 {
 	struct node_daemon *d = data;
 	struct node_migrations *m = d->migrations;
+	const Vireo__VmMigration *mig;
 	bool any = false;
 
 	m->progress_armed = false;
+	node_busy_begin(d, "migration progress");
 	for (struct node_migration *r = m->list; r; r = r->next) {
 		if (!r->source || !r->session || r->hv_done)
 			continue;
 		any = true;
-		if (cluster_engine_quorate(d->engine))
+		/* After the commit only the pause's moment matters, and the pause
+		 * event reports that itself. */
+		if (cluster_engine_quorate(d->engine) && (mig = still_open(d, r)) &&
+		    mig->phase != VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED)
 			report_progress(d, r);
 	}
+	node_busy_end(d);
 	if (any)
 		node_migrations_arm_progress(d);
 }
@@ -725,6 +743,13 @@ void node_migrations_sweep(struct node_daemon *d, const cluster_state *st)
 	m->first_pass_done = true;
 }
 
+bool node_migration_source_busy(const struct node_daemon *d, const char *name)
+{
+	const struct node_migration *r = d->migrations ? find(d->migrations, name) : NULL;
+
+	return r && r->source && r->hv_started && !r->hv_done;
+}
+
 void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev)
 {
 	struct node_migration *r;
@@ -747,7 +772,7 @@ void node_migrations_hv_event(struct node_daemon *d, const struct hv_event *ev)
 	if (ev->type == HV_EVENT_PAUSED && ev->reason == HV_REASON_MIGRATED && !r->paused_wall_ms) {
 		r->paused_wall_ms = node_now_wall_ms();
 		/* The target computes the downtime from this: tell it now. */
-		if (r->session && cluster_engine_quorate(d->engine))
+		if (r->session && cluster_engine_quorate(d->engine) && still_open(d, r))
 			report_progress(d, r);
 	}
 	if (ev->type != HV_EVENT_MIGRATION_DONE)

@@ -223,6 +223,10 @@ static int cmd_status(const struct cli *cli, bool nodes_only)
 			json_object_object_add(o, "synced", json_object_new_boolean(st->synced));
 			json_object_object_add(o, "corosync_connected",
 					       json_object_new_boolean(st->corosync_connected));
+			json_object_object_add(o, "loop_stall_max_ms",
+					       json_object_new_int64((int64_t)st->loop_stall_max_ms));
+			json_object_object_add(o, "loop_stall_cause",
+					       json_object_new_string(st->loop_stall_cause));
 			json_object_object_add(o, "nodes", arr);
 			vireo_print_json(o);
 		}

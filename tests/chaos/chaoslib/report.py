@@ -1,5 +1,6 @@
 """The run's timeline and its final report (tables, violation dump)."""
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -38,9 +39,45 @@ def _ms(x):
 
 
 SLOWEST = 5      # recoveries listed one by one, to look into
+STALL_RE = re.compile(r"the main loop stalled (\d+) ms in (.*) \(longest so far")
 
 
-def tables(args, faults, nemesis, workload, observer, wall_s, timeline):
+def loop_stalls(lab_dir):
+    """[(ms, cause, host)] of every main-loop stall the hosts' vireods logged
+    (node/loop_stall.c logs each of a tenth of a token or more)."""
+    out = []
+    if not lab_dir or not os.path.isdir(lab_dir):
+        return out
+    for host in sorted(os.listdir(lab_dir)):
+        path = os.path.join(lab_dir, host, "log", "vireo", "vireod.log")
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    m = STALL_RE.search(line)
+                    if m:
+                        out.append((int(m.group(1)), m.group(2), host))
+        except OSError:
+            continue
+    return out
+
+
+def stall_lines(stalls):
+    """The summary's lines about the stalls."""
+    if not stalls:
+        return ["main loop: no stall of a tenth of a token or more on any host"]
+    ms = [s[0] for s in stalls]
+    worst = max(stalls)
+    out = [f"main loop stalls of a tenth of a token or more: {len(ms)}, median {statistics.median(ms):.0f} ms, "
+           f"max {worst[0]} ms (on {worst[2]}, in {worst[1]})"]
+    by_cause = {}
+    for m, cause, _ in stalls:
+        by_cause.setdefault(cause, []).append(m)
+    for cause, xs in sorted(by_cause.items(), key=lambda kv: -max(kv[1]))[:5]:
+        out.append(f"  {len(xs):5} in {cause}: median {statistics.median(xs):.0f} ms, max {max(xs)} ms")
+    return out
+
+
+def tables(args, faults, nemesis, workload, observer, wall_s, timeline, lab_dir=None):
     """The summary the issue asks for, as lines of text."""
     out = [f"vireo-chaos seed {args.seed}: {args.hosts} hosts, {args.guests} HA + {args.plain} "
            f"non-HA guests, {wall_s:.0f} s", "", "faults injected by type:",
@@ -98,6 +135,7 @@ def tables(args, faults, nemesis, workload, observer, wall_s, timeline):
     for k in sorted(workload.counts):
         if not k.startswith("migrate"):
             out.append(f"  {k:40} {workload.counts[k]:5}")
+    out += ["", *stall_lines(loop_stalls(lab_dir))]
     out += ["", f"observer: {observer.qemu.scans} QEMU scans, "
                 f"{sum(h.samples for h in observer.virsh.hosts.values())} virsh samples, "
                 f"{observer.lease_samples} lease samples, {observer.digest_checks} digest checks",
