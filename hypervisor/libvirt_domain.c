@@ -11,13 +11,13 @@
 
 /* A spec whose name or UUID already belongs to another VM would silently
  * redefine or clash; say which VM holds it instead. */
-static int check_identity(struct hv_conn *c, const struct hv_vm_spec *spec)
+static int check_identity(virConnectPtr conn, const struct hv_vm_spec *spec)
 {
 	char uuid[VIR_UUID_STRING_BUFLEN];
 	virDomainPtr dom = NULL;
 	int rc = 0;
 
-	if (spec->uuid && (dom = virDomainLookupByUUIDString(c->conn, spec->uuid))) {
+	if (spec->uuid && (dom = virDomainLookupByUUIDString(conn, spec->uuid))) {
 		if (strcmp(virDomainGetName(dom), spec->name) != 0) {
 			qb_log(LOG_ERR, "cannot define VM %s: its UUID %s belongs to VM %s on this "
 			       "host; give it another UUID or undefine %s", spec->name, spec->uuid,
@@ -27,7 +27,7 @@ static int check_identity(struct hv_conn *c, const struct hv_vm_spec *spec)
 		goto cleanup;
 	}
 	virResetLastError();
-	if (spec->uuid && (dom = virDomainLookupByName(c->conn, spec->name)) &&
+	if (spec->uuid && (dom = virDomainLookupByName(conn, spec->name)) &&
 	    virDomainGetUUIDString(dom, uuid) == 0 && strcasecmp(uuid, spec->uuid) != 0) {
 		qb_log(LOG_ERR, "cannot define VM %s with UUID %s: a VM of that name with UUID %s "
 		       "exists on this host; undefine it first", spec->name, spec->uuid, uuid);
@@ -42,11 +42,11 @@ cleanup:
 
 /* Without a UUID in the spec, a VM of that name keeps its own: redefining
  * it replaces its configuration instead of clashing. */
-static void keep_uuid(struct hv_conn *c, struct hv_vm_spec *spec, char uuid[VIR_UUID_STRING_BUFLEN])
+static void keep_uuid(virConnectPtr conn, struct hv_vm_spec *spec, char uuid[VIR_UUID_STRING_BUFLEN])
 {
 	virDomainPtr dom;
 
-	if (spec->uuid || !(dom = virDomainLookupByName(c->conn, spec->name))) {
+	if (spec->uuid || !(dom = virDomainLookupByName(conn, spec->name))) {
 		virResetLastError();
 		return;
 	}
@@ -60,6 +60,7 @@ static int lv_define(struct hv_conn *c, const struct hv_vm_spec *given)
 	struct hv_vm_spec copy = *given, *spec = &copy;
 	enum hv_accel accel = spec->accel == HV_ACCEL_AUTO ? c->accel : spec->accel;
 	char uuid[VIR_UUID_STRING_BUFLEN];
+	virConnectPtr conn = NULL;
 	virDomainPtr dom = NULL;
 	const char *why = NULL;
 	char *xml = NULL;
@@ -70,20 +71,20 @@ static int lv_define(struct hv_conn *c, const struct hv_vm_spec *given)
 		       ? spec->name : "(invalid name)", why);
 		goto cleanup;
 	}
-	if (!c->conn) {
+	if (!(conn = hv_lv_ref(c))) {
 		qb_log(LOG_WARNING, "VM %s: not connected to the libvirt daemon at %s; vireo is "
 		       "reconnecting", spec->name, c->uri);
 		rc = -ENOTCONN;
 		goto cleanup;
 	}
-	if ((rc = check_identity(c, spec)) < 0)
+	if ((rc = check_identity(conn, spec)) < 0)
 		goto cleanup;
-	keep_uuid(c, spec, uuid);
+	keep_uuid(conn, spec, uuid);
 	if ((rc = hv_domain_xml(spec, accel, &xml, &why)) < 0) {
 		qb_log(LOG_ERR, "cannot define VM %s: %s", spec->name, why ? why : "out of memory");
 		goto cleanup;
 	}
-	if (!(dom = virDomainDefineXMLFlags(c->conn, xml, VIR_DOMAIN_DEFINE_VALIDATE))) {
+	if (!(dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE))) {
 		rc = hv_lv_fail(c, HV_OP_DEFINE, spec->name);
 		goto cleanup;
 	}
@@ -94,6 +95,8 @@ static int lv_define(struct hv_conn *c, const struct hv_vm_spec *given)
 cleanup:
 	if (dom)
 		virDomainFree(dom);
+	if (conn)
+		virConnectClose(conn);
 	free(xml);
 	return rc;
 }
@@ -250,16 +253,21 @@ static int lv_list(struct hv_conn *c, struct hv_vm_info **vms, size_t *n)
 {
 	virDomainPtr *doms = NULL;
 	struct hv_vm_info *out = NULL;
+	virConnectPtr conn;
 	size_t k = 0;
 	int count;
 	int rc = 0;
 
 	*vms = NULL;
 	*n = 0;
-	if (!c->conn)
+	if (!(conn = hv_lv_ref(c)))
 		return -ENOTCONN;
-	if ((count = virConnectListAllDomains(c->conn, &doms, 0)) < 0)
-		return hv_lv_fail(c, HV_OP_LIST, c->uri);
+	/* The failure is read before virConnectClose resets it. */
+	count = virConnectListAllDomains(conn, &doms, 0);
+	rc = count < 0 ? hv_lv_fail(c, HV_OP_LIST, c->uri) : 0;
+	virConnectClose(conn);
+	if (count < 0)
+		return rc;
 	if (count > 0 && !(out = calloc((size_t)count, sizeof(*out)))) {
 		rc = -ENOMEM;
 		goto cleanup;
@@ -304,10 +312,18 @@ static int lv_restore(struct hv_conn *c, const char *path, unsigned int flags)
 
 	if (flags & HV_SAVE_BYPASS_CACHE)
 		vflags |= VIR_DOMAIN_SAVE_BYPASS_CACHE;
-	if (!c->conn)
+	virConnectPtr conn = hv_lv_ref(c);
+	int rc;
+
+	if (!conn)
 		return -ENOTCONN;
-	if (virDomainRestoreFlags(c->conn, path, NULL, vflags) < 0)
-		return hv_lv_fail(c, HV_OP_RESTORE, path);
+	if (virDomainRestoreFlags(conn, path, NULL, vflags) < 0)
+		rc = hv_lv_fail(c, HV_OP_RESTORE, path);
+	else
+		rc = 0;
+	virConnectClose(conn);   /* after hv_lv_fail: it resets the error */
+	if (rc < 0)
+		return rc;
 	qb_log(LOG_INFO, "restored a VM from %s", path);
 	return 0;
 }

@@ -4,13 +4,22 @@
  *                      lifecycle events, error reporting
  *   libvirt_domain.c   the VM operations and the driver table
  *   libvirt_migrate.c  migration (live or paused) in a worker thread
- *   accel.c            resolve_accel: the KVM probe guest */
+ *   accel.c            resolve_accel: the KVM probe guest
+ *
+ * Threads: the VM operations may be called from any thread (vireod calls
+ * them from worker threads, so that a daemon that hangs holds a worker,
+ * never the main loop). They reach the daemon through hv_lv_ref(), a
+ * reference to the connection taken under c->lock; the loop thread alone
+ * installs and tears down c->conn, runs the reconnects (whose blocking
+ * open runs in a thread of its own), emits events and keeps the lists of
+ * migrations and probes, which c->lock guards too. */
 #ifndef VIREO_HYPERVISOR_LIBVIRT_INT_H
 #define VIREO_HYPERVISOR_LIBVIRT_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <libvirt/libvirt.h>
 #include <qb/qbloop.h>
 
@@ -29,7 +38,9 @@ struct hv_conn {
 	uint32_t token_ms;
 	struct hv_callbacks cb;
 
-	virConnectPtr conn;             /* NULL while disconnected */
+	pthread_mutex_t lock;           /* conn (for other threads), migrations */
+	virConnectPtr conn;             /* NULL while disconnected; written on the loop */
+	bool opening;                   /* a reconnect's open runs in its thread */
 	int lifecycle_id;               /* -1: not registered */
 	bool close_registered;
 	bool lost_queued;               /* lost_job is queued on the loop */
@@ -43,7 +54,6 @@ struct hv_conn {
 	enum hv_accel accel;            /* what HV_ACCEL_AUTO specs get */
 	struct hv_probe *probe;
 	struct hv_migration *migrations;
-	char last_error[640];           /* the sentence of the last failed call */
 };
 const char *hv_lv_last_failure(const struct hv_conn *c);
 
@@ -54,7 +64,10 @@ void hv_lv_last_error(int *code, int *int1, char *detail, size_t len);
 int hv_lv_fail(struct hv_conn *c, enum hv_op op, const char *subject);
 /* The connection is dead (seen by a call): tear it down from the loop. */
 void hv_lv_conn_lost(struct hv_conn *c, const char *why);
-/* 0 with *dom, or the error (logged). -ENOTCONN while disconnected. */
+/* A reference to the connection (virConnectClose() it when done), or NULL
+ * while disconnected. Any thread. */
+virConnectPtr hv_lv_ref(struct hv_conn *c);
+/* 0 with *dom, or the error (logged). -ENOTCONN while disconnected. Any thread. */
 int hv_lv_lookup(struct hv_conn *c, const char *name, enum hv_op op, virDomainPtr *dom);
 void hv_lv_emit(struct hv_conn *c, const struct hv_event *ev);
 

@@ -8,7 +8,13 @@
  * daemon answers one connection's calls in turn, measured: vireod's loop
  * stalled 5-8 s during a bandwidth-capped migration), while a second
  * connection is answered at once. Our event loop takes libvirt's watch
- * updates from any thread (libvirt_events.c). */
+ * updates from any thread (libvirt_events.c).
+ *
+ * hv_lv_migrate only starts the thread: looking the guest up and setting
+ * its downtime are calls to the daemon too, and run in the thread. The
+ * handle that progress and abort use is the main connection's (answered
+ * while the thread's own connection waits in the migrate call); c->lock
+ * guards the list of migrations, which other threads look in. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -25,12 +31,13 @@
 struct hv_migration {
 	struct hv_migration *next;
 	struct hv_conn *c;              /* NULL once disconnect gave up on it */
-	virDomainPtr dom;
+	virDomainPtr dom;               /* on the main connection; set by the thread (c->lock) */
 	char name[HV_NAME_MAX + 1];
 	char *dest_uri;
 	char *data_uri;
 	char *local_uri;            /* the thread's own connection */
 	char uuid[VIR_UUID_STRING_BUFLEN];
+	uint32_t max_downtime_ms;
 	uint64_t bandwidth_mibps;
 	bool unsafe;
 	bool live;
@@ -65,12 +72,14 @@ static void migration_done(void *data)
 	if (!m->joined)
 		pthread_join(m->thread, NULL);
 	if (c) {
+		pthread_mutex_lock(&c->lock);
 		for (struct hv_migration **pm = &c->migrations; *pm; pm = &(*pm)->next) {
 			if (*pm == m) {
 				*pm = m->next;
 				break;
 			}
 		}
+		pthread_mutex_unlock(&c->lock);
 		qb_log(m->rc ? LOG_ERR : LOG_NOTICE, "%s", m->message);
 		if (m->rc == -ENOTCONN)
 			hv_lv_conn_lost(c, "the connection failed during a live migration");
@@ -82,6 +91,41 @@ static void migration_done(void *data)
 static const char *how(const struct hv_migration *m)
 {
 	return m->live ? "live-migrate" : "migrate";
+}
+
+/* In the thread: the checks and settings before the migration, on the main
+ * connection, and the handle progress and abort use. 0 or -errno with
+ * m->message. */
+static int prepare(struct hv_migration *m)
+{
+	virDomainPtr dom = NULL;
+	int rc;
+
+	if ((rc = hv_lv_lookup(m->c, m->name, HV_OP_MIGRATE, &dom)) < 0)
+		goto fail;
+	if (virDomainIsActive(dom) != 1) {
+		qb_log(LOG_NOTICE, "VM %s is not running; migration needs a running VM", m->name);
+		snprintf(m->message, sizeof(m->message), "VM %s is not running; migration needs a "
+			 "running VM", m->name);
+		rc = -ESRCH;
+		goto fail;
+	}
+	if ((m->live && m->max_downtime_ms &&
+	     virDomainMigrateSetMaxDowntime(dom, m->max_downtime_ms, 0) < 0) ||
+	    virDomainGetUUIDString(dom, m->uuid) < 0) {
+		rc = hv_lv_fail(m->c, HV_OP_MIGRATE, m->name);
+		goto fail;
+	}
+	pthread_mutex_lock(&m->c->lock);
+	m->dom = dom;
+	pthread_mutex_unlock(&m->c->lock);
+	return 0;
+fail:
+	if (!m->message[0])
+		snprintf(m->message, sizeof(m->message), "%s", hv_lv_last_failure(m->c));
+	if (dom)
+		virDomainFree(dom);
+	return rc;
 }
 
 static void *migration_thread(void *data)
@@ -103,7 +147,9 @@ static void *migration_thread(void *data)
 	if (m->unsafe)
 		flags |= VIR_MIGRATE_UNSAFE;
 
-	if ((m->bandwidth_mibps &&
+	if ((m->rc = prepare(m)) < 0) {
+		/* m->message says why */
+	} else if ((m->bandwidth_mibps &&
 	     virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_BANDWIDTH,
 				     m->bandwidth_mibps) < 0) ||
 	    (m->data_uri &&
@@ -142,6 +188,7 @@ static void *migration_thread(void *data)
 	return NULL;
 }
 
+/* Locked. */
 static struct hv_migration *find(struct hv_conn *c, const char *name)
 {
 	for (struct hv_migration *m = c->migrations; m; m = m->next) {
@@ -151,55 +198,65 @@ static struct hv_migration *find(struct hv_conn *c, const char *name)
 	return NULL;
 }
 
+/* A reference to the handle of name's migration: -ESRCH without one, or
+ * before its thread looked the guest up. Any thread. */
+static int migration_dom(struct hv_conn *c, const char *name, virDomainPtr *out)
+{
+	struct hv_migration *m;
+	int rc = -ESRCH;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->lock);
+	if ((m = find(c, name)) && m->dom && virDomainRef(m->dom) == 0) {
+		*out = m->dom;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int hv_lv_migrate(struct hv_conn *c, const char *name, const struct hv_migrate_params *p)
 {
 	struct hv_migration *m = NULL;
-	virDomainPtr dom = NULL;
+	bool busy;
 	int rc;
 
 	if (!p || !p->dest_uri || !p->dest_uri[0]) {
 		qb_log(LOG_ERR, "cannot migrate VM %s: no target URI given", name);
 		return -EINVAL;
 	}
-	if ((rc = hv_lv_lookup(c, name, HV_OP_MIGRATE, &dom)) < 0)
-		return rc;
-	if (find(c, name)) {
+	if (!hv_name_valid(name))
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	busy = find(c, name) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (busy) {
 		qb_log(LOG_ERR, "VM %s is already being migrated; abort that first", name);
-		rc = -EBUSY;
-		goto cleanup;
-	}
-	if (virDomainIsActive(dom) != 1) {
-		qb_log(LOG_NOTICE, "VM %s is not running; migration needs a running VM", name);
-		rc = -ESRCH;
-		goto cleanup;
-	}
-	if (p->live && p->max_downtime_ms &&
-	    virDomainMigrateSetMaxDowntime(dom, p->max_downtime_ms, 0) < 0) {
-		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
-		goto cleanup;
+		return -EBUSY;
 	}
 	rc = -ENOMEM;
 	if (!(m = calloc(1, sizeof(*m))) || !(m->dest_uri = strdup(p->dest_uri)) ||
 	    !(m->local_uri = strdup(c->uri)) ||
 	    (p->data_uri && !(m->data_uri = strdup(p->data_uri))))
 		goto cleanup;
-	if (virDomainGetUUIDString(dom, m->uuid) < 0) {
-		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
-		goto cleanup;
-	}
 	m->c = c;
-	m->dom = dom;
 	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->max_downtime_ms = p->max_downtime_ms;
 	m->bandwidth_mibps = p->bandwidth_mibps;
 	m->unsafe = p->trust_shared_disks;
 	m->live = p->live;
 	m->leave_paused = p->leave_paused;
-	if ((rc = -pthread_create(&m->thread, NULL, migration_thread, m)) < 0) {
+	/* Listed before the thread runs: it looks for itself in the list. */
+	pthread_mutex_lock(&c->lock);
+	m->next = c->migrations;
+	c->migrations = m;
+	if ((rc = -pthread_create(&m->thread, NULL, migration_thread, m)) < 0)
+		c->migrations = m->next;
+	pthread_mutex_unlock(&c->lock);
+	if (rc < 0) {
 		qb_log(LOG_ERR, "cannot start a thread to migrate VM %s: %s", name, strerror(-rc));
 		goto cleanup;
 	}
-	m->next = c->migrations;
-	c->migrations = m;
 	qb_log(LOG_NOTICE, "%s VM %s to %s%s%s", p->live ? "live-migrating" : "migrating", name,
 	       p->dest_uri, p->data_uri ? " through " : "", p->data_uri ? p->data_uri : "");
 	return 0;
@@ -210,23 +267,26 @@ cleanup:
 		free(m->local_uri);
 	}
 	free(m);
-	if (dom)
-		virDomainFree(dom);
 	return rc;
 }
 
 int hv_lv_migrate_abort(struct hv_conn *c, const char *name)
 {
-	struct hv_migration *m = find(c, name);
+	virDomainPtr dom;
+	int rc;
 
-	if (!m) {
+	if (migration_dom(c, name, &dom) < 0) {
 		qb_log(LOG_NOTICE, "VM %s is not being migrated; nothing to abort", name);
 		return -ESRCH;
 	}
-	if (virDomainAbortJob(m->dom) < 0)
-		return hv_lv_fail(c, HV_OP_MIGRATE, name);
-	qb_log(LOG_NOTICE, "aborting the migration of VM %s", name);
-	return 0;
+	if (virDomainAbortJob(dom) < 0) {
+		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
+	} else {
+		qb_log(LOG_NOTICE, "aborting the migration of VM %s", name);
+		rc = 0;
+	}
+	virDomainFree(dom);
+	return rc;
 }
 
 static uint64_t job_value(virTypedParameterPtr params, int n, const char *field)
@@ -238,15 +298,21 @@ static uint64_t job_value(virTypedParameterPtr params, int n, const char *field)
 
 int hv_lv_migrate_progress(struct hv_conn *c, const char *name, struct hv_migrate_progress *out)
 {
-	struct hv_migration *m = find(c, name);
 	virTypedParameterPtr params = NULL;
 	int type = VIR_DOMAIN_JOB_NONE, n = 0;
+	virDomainPtr dom;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (!m)
+	if (migration_dom(c, name, &dom) < 0)
 		return -ESRCH;
-	if (virDomainGetJobStats(m->dom, &type, &params, &n, 0) < 0)
-		return hv_lv_fail(c, HV_OP_MIGRATE, name);
+	/* The failure is read before virDomainFree resets it. */
+	rc = virDomainGetJobStats(dom, &type, &params, &n, 0);
+	if (rc < 0)
+		rc = hv_lv_fail(c, HV_OP_MIGRATE, name);
+	virDomainFree(dom);
+	if (rc < 0)
+		return rc;
 	out->active = type == VIR_DOMAIN_JOB_BOUNDED || type == VIR_DOMAIN_JOB_UNBOUNDED;
 	out->elapsed_ms = job_value(params, n, VIR_DOMAIN_JOB_TIME_ELAPSED);
 	out->data_total = job_value(params, n, VIR_DOMAIN_JOB_DATA_TOTAL);
@@ -261,18 +327,19 @@ int hv_lv_migrate_progress(struct hv_conn *c, const char *name, struct hv_migrat
 
 void hv_lv_migrations_stop(struct hv_conn *c)
 {
+	pthread_mutex_lock(&c->lock);
 	while (c->migrations) {
 		struct hv_migration *m = c->migrations;
 
 		c->migrations = m->next;
-		if (virDomainAbortJob(m->dom) < 0)
-			virResetLastError();
-		/* The thread ends once libvirt gives up; its posted result then
-		 * only frees m. */
-		pthread_join(m->thread, NULL);
+		/* Its thread ends once libvirt gives up (vireod cuts the streams
+		 * before it disconnects); its posted result then only frees m.
+		 * Not waited for: a daemon that hangs would hold the exit. */
+		pthread_detach(m->thread);
 		m->joined = true;
 		m->c = NULL;
 	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 int hv_lv_job_active(struct hv_conn *c, const char *name, bool *active)

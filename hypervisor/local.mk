@@ -18,7 +18,7 @@ libvireo_hv_a_SOURCES = \
 	hypervisor/accel.c
 HV_CFLAGS = $(AM_CFLAGS) $(LIBVIRT_CFLAGS) $(LIBXML_CFLAGS) $(QB_CFLAGS) -pthread
 libvireo_hv_a_CFLAGS = $(HV_CFLAGS)
-HV_LIBS = libvireo-hv.a $(LIBVIRT_LIBS) $(LIBXML_LIBS) $(QB_LIBS) -lpthread
+HV_LIBS = libvireo-hv.a $(LIBVIRT_LIBS) $(LIBXML_LIBS) $(UTIL_LIBS)
 
 # ------------------------------------------------------------------ tests
 HV_UNIT_CFLAGS = $(HV_CFLAGS) $(CHECK_CFLAGS)

@@ -15,7 +15,7 @@ libvireo_mig_a_SOURCES = \
 	migration/target.c
 MIG_CFLAGS = $(AM_CFLAGS) $(PROTOBUF_C_CFLAGS) $(QB_CFLAGS) $(NETTLE_CFLAGS) $(LZ4_CFLAGS) -pthread
 libvireo_mig_a_CFLAGS = $(MIG_CFLAGS)
-MIG_LIBS = libvireo-mig.a $(LZ4_LIBS) $(NETTLE_LIBS) $(QB_LIBS) -lpthread
+MIG_LIBS = libvireo-mig.a $(LZ4_LIBS) $(NETTLE_LIBS) $(UTIL_LIBS)
 
 # ------------------------------------------------------------------ tests
 MIG_UNIT_TESTS = tests/unit/test_mig_stream

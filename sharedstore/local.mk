@@ -8,7 +8,7 @@ libvireo_store_a_SOURCES = \
 	sharedstore/images.c sharedstore/images.h \
 	sharedstore/leases.c sharedstore/leases.h
 libvireo_store_a_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(NETTLE_CFLAGS)
-STORE_LIBS = libvireo-store.a $(JSONC_LIBS) $(NETTLE_LIBS)
+STORE_LIBS = libvireo-store.a $(JSONC_LIBS) $(NETTLE_LIBS) $(UTIL_LIBS)
 
 # vireo-store-tool: the library from the command line, for the integration
 # tests (run inside lab hosts) and for trying a pool by hand.
