@@ -671,7 +671,8 @@ static bool facts_differ(const struct cluster_engine *e, const Vireo__NodeInfo *
 	       strcmp(n->version, e->facts.version) || n->cpus != e->facts.cpus ||
 	       n->memory_mib != e->facts.memory_mib || n->pool_ok != e->facts.pool_ok ||
 	       strcmp(n->pool_message, e->facts.pool_message) || strcmp(n->accel, e->facts.accel) ||
-	       strcmp(n->pool_id, e->facts.pool_id);
+	       strcmp(n->pool_id, e->facts.pool_id) || n->hv_stalled != e->facts.hv_stalled ||
+	       strcmp(n->hv_message, e->facts.hv_message);
 }
 
 static void propose_duty(struct cluster_engine *e, Vireo__Op *op)
@@ -730,6 +731,8 @@ static void duties(struct cluster_engine *e)
 		a.pool_message = (char *)e->facts.pool_message;
 		a.accel = (char *)e->facts.accel;
 		a.pool_id = (char *)e->facts.pool_id;
+		a.hv_stalled = e->facts.hv_stalled;
+		a.hv_message = (char *)e->facts.hv_message;
 		op.body_case = VIREO__OP__BODY_NODE_ANNOUNCE;
 		op.node_announce = &a;
 		propose_duty(e, &op);
@@ -767,6 +770,7 @@ static void free_facts(struct cluster_local_facts *f)
 	free((char *)f->pool_message);
 	free((char *)f->accel);
 	free((char *)f->pool_id);
+	free((char *)f->hv_message);
 }
 
 int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char *pool_message,
@@ -793,6 +797,19 @@ int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char
 	return 0;
 }
 
+int cluster_engine_set_hypervisor(struct cluster_engine *e, bool stalled, const char *message)
+{
+	char *msg = strdup(message ? message : "");
+
+	if (!msg)
+		return -ENOMEM;
+	free((char *)e->facts.hv_message);
+	e->facts.hv_stalled = stalled;
+	e->facts.hv_message = msg;
+	duties(e);
+	return 0;
+}
+
 int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *state,
 		       const struct cluster_engine_env *env, struct cluster_engine **out)
 {
@@ -808,8 +825,9 @@ int cluster_engine_new(const struct cluster_local_facts *facts, cluster_state *s
 	e->facts.pool_message = strdup(facts->pool_message ? facts->pool_message : "");
 	e->facts.accel = strdup(facts->accel ? facts->accel : "");
 	e->facts.pool_id = strdup(facts->pool_id ? facts->pool_id : "");
+	e->facts.hv_message = strdup(facts->hv_message ? facts->hv_message : "");
 	if (!e->facts.name || !e->facts.address || !e->facts.version || !e->facts.cluster_name ||
-	    !e->facts.pool_message || !e->facts.accel || !e->facts.pool_id) {
+	    !e->facts.pool_message || !e->facts.accel || !e->facts.pool_id || !e->facts.hv_message) {
 		free_facts(&e->facts);
 		free(e);
 		return -ENOMEM;

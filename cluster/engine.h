@@ -65,6 +65,8 @@ struct cluster_local_facts {
 	const char *pool_message;   /* why the pool is not usable, "" when it is */
 	const char *accel;          /* "kvm", "tcg", or "" until resolved */
 	const char *pool_id;        /* of the pool mounted here, "" when unknown */
+	bool hv_stalled;            /* the hypervisor does not answer (cluster_engine_set_hypervisor) */
+	const char *hv_message;     /* what it has not answered, "" when it answers */
 };
 
 /* Takes ownership of state. */
@@ -93,6 +95,10 @@ int cluster_engine_propose(struct cluster_engine *e, Vireo__Op *op, uint64_t *re
  * are copied). 0 or -ENOMEM. */
 int cluster_engine_set_health(struct cluster_engine *e, bool pool_ok, const char *pool_message,
 			      const char *pool_id, const char *accel);
+
+/* This host's hypervisor stopped answering (stalled true, message saying
+ * what it waits on) or answers again: announce it. 0 or -ENOMEM. */
+int cluster_engine_set_hypervisor(struct cluster_engine *e, bool stalled, const char *message);
 
 /* Something the manager waits for changed (a lease answer): run duties. */
 void cluster_engine_kick(struct cluster_engine *e);

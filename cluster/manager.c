@@ -32,7 +32,7 @@ size_t cluster_manager_eligible(const struct cluster_manager_view *v, uint32_t *
 		const Vireo__NodeInfo *ni = cluster_state_node(st, v->members[i]);
 		/* The pool must be the cluster's: a node that checked before it
 		 * knew the cluster's pool id may have another one mounted. */
-		if (ni && ni->online && ni->pool_ok && ni->accel[0] &&
+		if (ni && ni->online && ni->pool_ok && ni->accel[0] && !ni->hv_stalled &&
 		    strcmp(ni->pool_id, st->pool_id) == 0 && ni->mode == VIREO__NODE_MODE__NODE_ACTIVE)
 			out[n++] = ni->id;
 	}

@@ -232,7 +232,8 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 	    (rc = set_str(&n->version, a->version)) < 0 ||
 	    (rc = set_str(&n->pool_message, a->pool_message)) < 0 ||
 	    (rc = set_str(&n->accel, a->accel)) < 0 ||
-	    (rc = set_str(&n->pool_id, a->pool_id)) < 0)
+	    (rc = set_str(&n->pool_id, a->pool_id)) < 0 ||
+	    (rc = set_str(&n->hv_message, a->hv_message)) < 0)
 		return rc;
 	if (!st->pool_id[0] && a->pool_id[0]) {
 		if ((rc = set_str(&st->pool_id, a->pool_id)) < 0 ||
@@ -249,6 +250,16 @@ static int apply_announce(cluster_state *st, const Vireo__Op *op)
 		rc = cluster_event_addf(st, op->time_ms, a->id, "node %s: the shared pool is not usable: %s",
 				a->name, a->pool_message);
 	n->pool_ok = a->pool_ok;
+	if (rc < 0)
+		return rc;
+	if (!is_new && n->hv_stalled != a->hv_stalled && a->hv_stalled)
+		rc = cluster_event_addf(st, op->time_ms, a->id, "node %s: its hypervisor does not answer "
+				"(%s); its guests run on, nothing new is placed there", a->name,
+				a->hv_message);
+	else if (!is_new && n->hv_stalled != a->hv_stalled)
+		rc = cluster_event_addf(st, op->time_ms, a->id, "node %s: its hypervisor answers again",
+				a->name);
+	n->hv_stalled = a->hv_stalled;
 	if (rc < 0)
 		return rc;
 	if (is_new)

@@ -52,6 +52,11 @@ static int can_host(const cluster_state *st, const Vireo__NodeInfo *from, const 
 			 n->pool_message[0] ? ": " : "", n->pool_message);
 		return -EMEDIUMTYPE;
 	}
+	if (n->hv_stalled) {
+		snprintf(err, errlen, "the hypervisor of node %s does not answer (%s); it takes no "
+			 "VMs until it does", n->name, n->hv_message);
+		return -EHOSTUNREACH;
+	}
 	if (!n->accel[0] || strcmp(n->accel, from->accel) != 0) {
 		snprintf(err, errlen, "node %s runs guests under %s and %s under %s: a running "
 			 "guest cannot move between them", n->name, n->accel[0] ? n->accel : "nothing yet",

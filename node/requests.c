@@ -35,6 +35,8 @@ static void fill_node_status(const struct node_daemon *d, const Vireo__NodeInfo 
 	ns->pool_message = n->pool_message;
 	ns->accel = n->accel;
 	ns->mode = n->mode;
+	ns->hv_stalled = n->hv_stalled;
+	ns->hv_message = n->hv_message;
 	cluster_vm_node_usage(cluster_engine_state(d->engine), n->id, &ns->vm_memory_mib, &vcpus,
 			      &ns->vms);
 	hex[0] = '\0';

@@ -167,28 +167,34 @@ static json_object *node_json(const Vireo__NodeStatus *n)
 	json_object_object_add(o, "vms", json_object_new_int64(n->vms));
 	json_object_object_add(o, "vm_memory_mib", json_object_new_int64((int64_t)n->vm_memory_mib));
 	json_object_object_add(o, "mode", json_object_new_string(vireo_node_mode_name(n->mode)));
+	json_object_object_add(o, "hypervisor", json_object_new_string(n->hv_stalled ? "stalled" : "ok"));
+	json_object_object_add(o, "hypervisor_message", json_object_new_string(n->hv_message));
 	return o;
 }
 
 static void print_node_table(const Vireo__StatusReply *st)
 {
-	printf("%-4s %-16s %-16s %-8s %-11s %5s %9s %4s %6s %-5s  %s\n", "ID", "NAME", "ADDRESS",
-	       "STATE", "MODE", "CPUS", "MEM(MiB)", "VMS", "ACCEL", "POOL", "DIGEST@VERSION");
+	printf("%-4s %-16s %-16s %-8s %-11s %5s %9s %4s %6s %-5s %-7s  %s\n", "ID", "NAME", "ADDRESS",
+	       "STATE", "MODE", "CPUS", "MEM(MiB)", "VMS", "ACCEL", "POOL", "HV", "DIGEST@VERSION");
 	for (size_t i = 0; i < st->n_nodes; i++) {
 		const Vireo__NodeStatus *n = st->nodes[i];
 		char dg[64] = "-";
 
 		if (n->digest[0])
 			snprintf(dg, sizeof(dg), "%.12s@%" PRIu64, n->digest, n->version);
-		printf("%-4u %-16s %-16s %-8s %-11s %5u %9" PRIu64 " %4u %6s %-5s  %s\n", n->id, n->name,
-		       n->address, n->online ? "online" : "offline", vireo_node_mode_name(n->mode),
-		       n->cpus, n->memory_mib, n->vms,
-		       n->accel[0] ? n->accel : "-", !n->online ? "-" : n->pool_ok ? "ok" : "ERROR", dg);
+		printf("%-4u %-16s %-16s %-8s %-11s %5u %9" PRIu64 " %4u %6s %-5s %-7s  %s\n", n->id,
+		       n->name, n->address, n->online ? "online" : "offline",
+		       vireo_node_mode_name(n->mode), n->cpus, n->memory_mib, n->vms,
+		       n->accel[0] ? n->accel : "-", !n->online ? "-" : n->pool_ok ? "ok" : "ERROR",
+		       !n->online ? "-" : n->hv_stalled ? "STALLED" : "ok", dg);
 	}
 	/* Why a pool is not usable does not fit a column: one line per node. */
 	for (size_t i = 0; i < st->n_nodes; i++)
 		if (st->nodes[i]->online && !st->nodes[i]->pool_ok && st->nodes[i]->pool_message[0])
 			printf("%s: pool: %s\n", st->nodes[i]->name, st->nodes[i]->pool_message);
+	for (size_t i = 0; i < st->n_nodes; i++)
+		if (st->nodes[i]->online && st->nodes[i]->hv_stalled)
+			printf("%s: hypervisor: %s\n", st->nodes[i]->name, st->nodes[i]->hv_message);
 }
 
 static int cmd_status(const struct cli *cli, bool nodes_only)
