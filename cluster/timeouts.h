@@ -127,12 +127,34 @@
 #define VIREO_STALL_PROBE_MS(t)        ((t) / 10u ? (t) / 10u : 1u)
 #define VIREO_STALL_LOG_MS(t)          ((t) / 10u)
 
+/* A hung hypervisor (node/hv_calls.c). vireod's libvirt calls wait in
+ * worker threads, never on the loop, so however long libvirtd stalls:
+ *
+ *   t = 0            libvirtd stops answering (SIGSTOP, slow storage)
+ *   every P          the loop looks at its oldest call (P = VIREO_HV_STALL_PROBE_MS)
+ *   t = S (+ P)      a call older than S = VIREO_HV_STALL_MS: the host's
+ *                    hypervisor is 'stalled', announced; the manager places
+ *                    and migrates nothing to it; its guests run on
+ *   t ~ K            libvirt's keepalive (VIREO_HV_KEEPALIVE_*, ~8 T) drops
+ *                    the connection: calls in flight fail, vireod reconnects
+ *                    in a thread; still 'stalled' (not connected)
+ *   throughout       the loop feeds the watchdog every VIREO_WATCHDOG_FEED_MS,
+ *                    far inside VIREO_WATCHDOG_TIMEOUT_MS: no call waits on it
+ *   libvirtd back    reconnected; a pass adopts the guests as they run
+ *
+ * S is longer than any ordinary call (a start ~1 s under TCG, a destroy of
+ * a QEMU slow to die a few s) and shorter than K, so a hang is reported
+ * before the connection drops. */
+#define VIREO_HV_STALL_MS(t)           (4u * (t))
+#define VIREO_HV_STALL_PROBE_MS(t)     ((t) / 4u ? (t) / 4u : 1u)
+
 /* Fencing (node/fence.c, node/watchdog.c, cluster/manager.c); the
  * timeline is at the top of this file. */
 #define VIREO_WATCHDOG_FEED_MS(t)      ((t) / 5u)
-/* Long enough for the longest main-loop pass (starting several guests),
- * since only a vireod hung while its host stays in the membership waits
- * this long: a cut-off host is fenced on quorum loss, not on silence. */
+/* Far above any main-loop stall (no handler waits on libvirt, qemu-img or
+ * the pool: node/hv_calls.c, VIREO_HV_STALL_MS), since only a vireod hung
+ * while its host stays in the membership waits this long: a cut-off host
+ * is fenced on quorum loss, not on silence. */
 #define VIREO_WATCHDOG_TIMEOUT_MS(t)   (5u * (t))
 #define VIREO_SELF_FENCE_MS(t)         ((t) / 2u)
 #define VIREO_FENCE_SKEW_MS(t)         ((t) / 4u)

@@ -26,6 +26,7 @@ void node_config_defaults(struct node_config *cfg)
 	snprintf(cfg->probe_kernel, sizeof(cfg->probe_kernel), "/var/cache/vireo/guest/vmlinux");
 	snprintf(cfg->probe_initrd, sizeof(cfg->probe_initrd), "/var/cache/vireo/guest/initrd.img");
 	cfg->restart_limit = 3;
+	cfg->hv_hang_limit_ms = 60000;
 	cfg->migration_port = 7410;
 	snprintf(cfg->migration_key_file, sizeof(cfg->migration_key_file), "/etc/corosync/authkey");
 	snprintf(cfg->migration_dir, sizeof(cfg->migration_dir), "/run/vireo/migration");
@@ -204,6 +205,20 @@ static int set_vm_key(struct node_config *cfg, const char *key, const char *valu
 			return -EINVAL;
 		}
 		cfg->restart_limit = (uint32_t)v;
+		return 0;
+	}
+	if (strcmp(key, "hypervisor_hang_limit_s") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno || *end || end == value || v > 86400) {
+			snprintf(err, errlen, "hypervisor_hang_limit_s must be a number of seconds from "
+				 "0 (never) to 86400");
+			return -EINVAL;
+		}
+		cfg->hv_hang_limit_ms = (uint32_t)v * 1000u;
 		return 0;
 	}
 	int rc = set_migration_key(cfg, key, value, err, errlen);

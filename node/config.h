@@ -24,6 +24,10 @@ struct node_config {
 	char probe_kernel[256];   /* the test guest that auto acceleration boots */
 	char probe_initrd[256];
 	uint32_t restart_limit;   /* local restarts of a failing guest before 'error' */
+	/* A hypervisor stalled this long gets an error in the log (once per
+	 * cause) telling the operator what to do; 0 = never. Vireo itself
+	 * never kills guests it cannot see (doc/failover.md). */
+	uint32_t hv_hang_limit_ms;
 	/* Migration (node/vm_migrate.c, migration/stream.h) */
 	uint16_t migration_port;          /* where vireod receives guests' state */
 	char migration_key_file[256];     /* the cluster's secret: corosync's authkey */

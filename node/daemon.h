@@ -20,6 +20,7 @@ struct node_migrations;
 struct node_leases;
 struct node_fence;
 struct node_stall;
+struct node_hv_calls;
 struct hv_driver;
 struct hv_conn;
 struct hv_vm_info;
@@ -66,6 +67,7 @@ struct node_daemon {
 	struct node_leases *leases;          /* lease_watch.c: the manager's lease checks */
 	struct node_fence *fence;            /* fence.c: self-fencing, the watchdog */
 	struct node_stall *stall;            /* loop_stall.c: how long handlers hold the loop */
+	struct node_hv_calls *hv;            /* hv_calls.c: hypervisor calls in worker threads */
 };
 
 /* loop_stall.c: brackets a handler that does real work, so that the time
@@ -127,6 +129,9 @@ const struct hv_driver *node_vms_driver(const struct node_daemon *d);
 struct hv_conn *node_vms_conn(const struct node_daemon *d);
 /* A pass within ms (sooner if one is due). */
 void node_vms_pass_soon(struct node_daemon *d, uint64_t ms);
+/* A hypervisor call on name answered (vm_migrate.c's too): a list taken
+ * before is not trusted for name, and a pass comes soon. */
+void node_vms_answered(struct node_daemon *d, const char *name);
 
 /* vm_migrate.c: this node's part in migrations (source or target). */
 int node_migrations_start(struct node_daemon *d);

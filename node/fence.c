@@ -29,6 +29,7 @@
 #include "cluster/vm.h"
 #include "hypervisor/hv.h"
 #include "node/daemon.h"
+#include "node/hv_calls.h"
 #include "node/watchdog.h"
 
 #define NS_PER_MS 1000000ull
@@ -46,6 +47,10 @@ struct node_fence {
 	uint64_t lost_ms;
 	const char *lost_why;
 	bool fenced;                   /* this loss's guests are destroyed */
+	uint64_t loss;                 /* counts losses: answers of an older one are ignored */
+	bool fencing;                  /* this loss's list or destroys are in flight */
+	unsigned destroying;           /* destroys not answered yet */
+	bool fence_failed;             /* one of them failed: not confirmed */
 	bool leaving;                  /* SIGTERM: NodeLeaving proposed, flushing */
 	uint64_t leave_deadline_ms;
 	qb_loop_timer_handle leave_timer;
@@ -63,41 +68,57 @@ static const cluster_state *known_state(const struct node_daemon *d)
 
 /* ------------------------------------------------------------ self-fencing */
 
-/* Destroys the guests that must not outlive quorum here. 0 when all are
- * gone; -errno when one could not be listed or destroyed (the watchdog,
- * not confirmed, kills it). */
-static int self_fence(struct node_daemon *d)
-{
-	const cluster_state *st = known_state(d);
-	const struct hv_driver *drv;
-	struct hv_conn *conn;
-	struct hv_vm_info *doms = NULL;
-	size_t n = 0;
-	int rc;
+static void fence_done(struct node_daemon *d);
 
-	if (!d->vms)
-		return -ENOTCONN;
-	drv = node_vms_driver(d);
-	conn = node_vms_conn(d);
-	if (!drv->connected(conn)) {
-		qb_log(LOG_ERR, "self-fencing: libvirt is not connected; the watchdog kills the HA "
-		       "guests of this host");
-		return -ENOTCONN;
+/* One destroy of a self-fence answered. */
+static void destroyed(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_fence *f = d->fence;
+	const cluster_state *st = known_state(d);
+	const Vireo__Vm *vm = st ? cluster_vm_find(st, call->name) : NULL;
+
+	if (call->rc == -ECANCELED || !f || (uint64_t)(uintptr_t)call->ctx != f->loss)
+		return;     /* vireod stops, or an older loss's */
+	node_vms_answered(d, call->name);
+	if (call->rc < 0 && call->rc != -ESRCH && call->rc != -ENOENT) {
+		qb_log(LOG_ERR, "self-fencing: cannot destroy guest %s: %s; the watchdog kills it",
+		       call->name, call->error);
+		f->fence_failed = true;
+	} else if (!vm || vm->spec->ha) {
+		qb_log(LOG_WARNING, "self-fencing: destroyed HA guest %s (%s)", call->name, f->lost_why);
+	} else {
+		qb_log(LOG_WARNING, "self-fencing: destroyed guest %s (%s; nonha_on_quorum_loss = stop)",
+		       call->name, f->lost_why);
 	}
-	if ((rc = drv->list(conn, &doms, &n)) < 0) {
+	if (--f->destroying == 0)
+		fence_done(d);
+}
+
+/* The list of a self-fence answered: destroys the guests that must not
+ * outlive quorum here (guests of VMs the state does not know are left
+ * alone). */
+static void fence_listed(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_fence *f = d->fence;
+	const cluster_state *st = known_state(d);
+	uint64_t loss = (uint64_t)(uintptr_t)call->ctx;
+
+	if (call->rc == -ECANCELED || !f || loss != f->loss || !f->lost)
+		return;
+	if (call->rc < 0) {
 		qb_log(LOG_ERR, "self-fencing: cannot list the guests of this host: %s; the watchdog "
-		       "kills the HA guests", strerror(-rc));
-		return rc;
+		       "kills the HA guests", call->error);
+		f->fencing = false;
+		return;
 	}
-	rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct hv_vm_info *dom = &doms[i];
+	f->destroying = 1;      /* held until every destroy is submitted */
+	f->fence_failed = false;
+	for (size_t i = 0; i < call->n_vms; i++) {
+		const struct hv_vm_info *dom = &call->vms[i];
 		const Vireo__Vm *vm = st ? cluster_vm_find(st, dom->name) : NULL;
 		bool up = dom->state == HV_STATE_RUNNING || dom->state == HV_STATE_PAUSED ||
 			  dom->state == HV_STATE_SHUTTING_DOWN;
-		int r;
 
-		/* Only guests of VMs the cluster knows are ours to kill. */
 		if (!up || !vm || !(dom->vireo || strcmp(dom->uuid, vm->spec->uuid) == 0))
 			continue;
 		if (!vm->spec->ha && !d->cfg.nonha_stop) {
@@ -105,21 +126,37 @@ static int self_fence(struct node_daemon *d)
 			       "= keep)", dom->name);
 			continue;
 		}
-		r = drv->destroy(conn, dom->name);
-		if (r < 0 && r != -ESRCH) {
-			qb_log(LOG_ERR, "self-fencing: cannot destroy guest %s: %s; the watchdog kills "
-			       "it", dom->name, drv->last_error(conn));
-			rc = r;
-		} else if (vm->spec->ha) {
-			qb_log(LOG_WARNING, "self-fencing: destroyed HA guest %s (%s)", dom->name,
-			       d->fence->lost_why);
+		if (node_hv_submit(d, NODE_HV_DESTROY, dom->name, destroyed, call->ctx) == 0) {
+			f->destroying++;
 		} else {
-			qb_log(LOG_WARNING, "self-fencing: destroyed guest %s (%s; "
-			       "nonha_on_quorum_loss = stop)", dom->name, d->fence->lost_why);
+			qb_log(LOG_ERR, "self-fencing: cannot destroy guest %s; the watchdog kills it",
+			       dom->name);
+			f->fence_failed = true;
 		}
 	}
-	free(doms);
-	return rc;
+	if (--f->destroying == 0)
+		fence_done(d);
+}
+
+/* Starts destroying the guests that must not outlive quorum here, in the
+ * hypervisor's workers; fence_done confirms. When libvirt does not answer
+ * in time, the watchdog (not confirmed) kills them. */
+static void self_fence(struct node_daemon *d)
+{
+	struct node_fence *f = d->fence;
+	int rc;
+
+	if (!d->vms || !node_vms_driver(d)->connected(node_vms_conn(d))) {
+		qb_log(LOG_ERR, "self-fencing: libvirt is not connected; the watchdog kills the HA "
+		       "guests of this host");
+		return;
+	}
+	if ((rc = node_hv_submit(d, NODE_HV_LIST, NULL, fence_listed, (void *)(uintptr_t)f->loss)) < 0) {
+		qb_log(LOG_ERR, "self-fencing: cannot list the guests of this host: %s; the watchdog "
+		       "kills the HA guests", strerror(-rc));
+		return;
+	}
+	f->fencing = true;
 }
 
 /* ------------------------------------------------------------ the watchdog */
@@ -270,15 +307,27 @@ static void check(struct node_daemon *d)
 		f->lost = true;
 		f->lost_ms = now;
 		f->fenced = false;
+		f->fencing = false;
+		f->loss++;
 		f->lost_why = d->engine && cluster_engine_connected(d->engine) ? "lost quorum" :
 			      "lost the connection to corosync";
 		qb_log(LOG_WARNING, "self-fencing: this node %s; destroying its HA guests within "
 		       "%u ms", f->lost_why, VIREO_SELF_FENCE_MS(d->token_ms));
 	}
-	if (f->fenced || self_fence(d) < 0)
-		return;
+	if (!f->fenced && !f->fencing)
+		self_fence(d);
+}
+
+/* Every destroy of this loss answered. */
+static void fence_done(struct node_daemon *d)
+{
+	struct node_fence *f = d->fence;
+	uint64_t now = node_now_mono_ms();
+
+	f->fencing = false;
+	if (f->fence_failed || !f->lost)
+		return;     /* the watchdog kills what is left; a later check tries again */
 	f->fenced = true;
-	now = node_now_mono_ms();
 	if (now - f->lost_ms > VIREO_SELF_FENCE_MS(d->token_ms))
 		qb_log(LOG_WARNING, "self-fencing took %" PRIu64 " ms, more than the %u ms the "
 		       "watchdog waits", now - f->lost_ms, VIREO_SELF_FENCE_MS(d->token_ms));

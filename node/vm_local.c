@@ -17,6 +17,11 @@
  * passes (a full pool, the disk lock of a QEMU still dying). Everything
  * else (where a VM runs) is the manager's.
  *
+ * Every hypervisor call goes to a worker (node/hv_calls.c) and the pass
+ * goes on: a VM with a call in flight is skipped until its answer, and a
+ * list taken before a VM's last call ended is not trusted for that VM. A
+ * stalled libvirtd thus holds up its guests' management, never the loop.
+ *
  * Nothing happens while this node is not in the quorate partition: it
  * could not report, and a cut-off node must not start guests (stopping
  * them is self-fencing's, node/fence.c). Nor for a detection time after
@@ -37,6 +42,7 @@
 #include "hypervisor/hv.h"
 #include "hypervisor/hv_timeouts.h"
 #include "node/daemon.h"
+#include "node/hv_calls.h"
 #include "sharedstore/images.h"
 
 #define NS_PER_MS 1000000ull
@@ -52,7 +58,12 @@ struct local_vm {
 	enum hv_event_reason last_stop;   /* why the guest last stopped (events) */
 	uint64_t off_since_ms;        /* found off before its stop event, 0 = not */
 	bool start_failed;            /* this generation's start failed: reported */
-	struct hv_shutdown *shutdown; /* a stop in progress */
+	bool start_is_restart;        /* the start in flight revives a guest that died */
+	uint64_t start_generation;    /* the assignment the start in flight is for */
+	enum hv_event_reason restart_reason;
+	bool stopping;                /* asked to power off, destroyed at stop_deadline_ms */
+	uint64_t stop_deadline_ms;
+	uint64_t list_after_call;     /* lists submitted up to this one predate its last call */
 	uint64_t report_request;      /* the report in flight, 0 = none */
 	uint64_t report_deadline_ms;
 	bool in_state;                /* seen in the state on the last pass */
@@ -71,6 +82,9 @@ struct node_vms {
 	uint64_t pass_due_ms;         /* when the scheduled pass runs (monotonic) */
 	qb_loop_timer_handle periodic_timer;
 	struct local_vm *vms;
+	bool listing;                 /* a pass's list is in flight */
+	bool pass_again;              /* a pass was due meanwhile */
+	uint64_t lists;               /* lists submitted so far */
 };
 
 static void schedule_pass(struct node_daemon *d, uint64_t ms);
@@ -95,8 +109,6 @@ static void forget(struct node_vms *v, struct local_vm *gone)
 	for (struct local_vm **pp = &v->vms; *pp; pp = &(*pp)->next) {
 		if (*pp == gone) {
 			*pp = gone->next;
-			if (gone->shutdown)
-				hv_shutdown_cancel(gone->shutdown);
 			free(gone);
 			return;
 		}
@@ -161,11 +173,15 @@ static enum hv_disk_format disk_format(const char *fmt)
 	return strcmp(fmt, "raw") == 0 ? HV_DISK_RAW : HV_DISK_QCOW2;
 }
 
+static void start_done(struct node_daemon *d, const struct node_hv_call *call);
+
 /* Defines the VM from its spec (again: a changed spec takes effect at this
- * start) and starts it. 0, or -errno with a sentence in msg. */
-static int start_guest(struct node_daemon *d, const Vireo__VmSpec *spec, char *msg, size_t len)
+ * start) and starts it, in a worker: start_done goes on. 0 when the call
+ * is on its way, or -errno with a sentence in msg. */
+static int start_guest(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+		       bool restart, char *msg, size_t len)
 {
-	struct node_vms *v = d->vms;
+	const Vireo__VmSpec *spec = vm->spec;
 	struct hv_disk disks[HV_MAX_DISKS];
 	struct hv_nic nics[HV_MAX_NICS];
 	char paths[HV_MAX_DISKS][320];
@@ -204,65 +220,79 @@ static int start_guest(struct node_daemon *d, const Vireo__VmSpec *spec, char *m
 	hs.initrd = spec->initrd[0] ? spec->initrd : NULL;
 	hs.cmdline = spec->cmdline[0] ? spec->cmdline : NULL;
 	snprintf(serial, sizeof(serial), "%s/%s.log", d->cfg.console_dir, spec->name);
-	if (mkdir(d->cfg.console_dir, 0750) < 0 && errno != EEXIST)
-		qb_log(LOG_WARNING, "cannot create the console directory %s: %s",
-		       d->cfg.console_dir, strerror(errno));
 	if (hv_vm_spec_check(&hs, &why) < 0) {
 		snprintf(msg, len, "%s", why);
 		return -EINVAL;
 	}
-	rc = v->drv->define(v->conn, &hs);
-	if (rc == -EEXIST) {
-		/* A stale definition of an earlier VM of that name (another uuid). */
-		if (v->drv->undefine(v->conn, spec->name) == 0)
-			rc = v->drv->define(v->conn, &hs);
+	if ((rc = node_hv_start(d, &hs, start_done, NULL)) < 0) {
+		snprintf(msg, len, "vireod cannot call the hypervisor: %s", strerror(-rc));
+		return rc;
 	}
-	if (rc == 0)
-		rc = v->drv->start(v->conn, spec->name, 0);
-	if (rc == -EEXIST)
-		rc = 0;         /* running already: adopted */
-	if (rc < 0)
-		snprintf(msg, len, "%s", v->drv->last_error(v->conn));
-	return rc;
+	lv->start_is_restart = restart;
+	lv->start_generation = vm->generation;
+	return 0;
 }
 
-static void shutdown_done(void *ctx, const char *name, int rc, bool forced)
+/* The answer of any call on a VM: a list submitted before it may show the
+ * guest as it was before the call, and is not trusted for it. */
+void node_vms_answered(struct node_daemon *d, const char *name)
 {
-	struct node_daemon *d = ctx;
-	struct local_vm *lv = d->vms ? local_vm(d->vms, name, false) : NULL;
+	struct local_vm *lv;
 
-	if (lv)
-		lv->shutdown = NULL;
-	if (rc < 0)
-		qb_log(LOG_ERR, "VM %s: could not be stopped: %s", name, strerror(-rc));
-	else
-		qb_log(LOG_NOTICE, "VM %s: stopped%s", name, forced ? " (destroyed: it did not "
-		       "power off in time)" : "");
+	if (!d->vms)
+		return;
 	schedule_pass(d, 0);
+	if ((lv = local_vm(d->vms, name, true)))
+		lv->list_after_call = d->vms->lists;
 }
 
-/* Stops a guest: destroyed at once when forced, else asked to power off and
- * destroyed if it has not within VIREO_HV_SHUTDOWN_MS. */
-static void stop_guest(struct node_daemon *d, struct local_vm *lv, bool force)
+static struct local_vm *call_answered(struct node_daemon *d, const struct node_hv_call *call)
 {
-	struct node_vms *v = d->vms;
+	if (call->rc == -ECANCELED || !d->vms)
+		return NULL;        /* vireod stops */
+	node_vms_answered(d, call->name);
+	return local_vm(d->vms, call->name, false);
+}
+
+static void stop_done(struct node_daemon *d, const struct node_hv_call *call)
+{
+	if (call->rc == -ECANCELED)
+		return;
+	call_answered(d, call);
+	if (call->rc < 0 && call->rc != -ESRCH && call->rc != -ENOENT)
+		qb_log(LOG_ERR, "VM %s: cannot %s it: %s", call->name,
+		       call->kind == NODE_HV_DESTROY ? "destroy" : "stop", call->error);
+}
+
+/* Stops a guest: destroyed at once when forced or paused (it cannot hear a
+ * power-off request), else asked to power off and destroyed by a later
+ * pass if it has not within VIREO_HV_SHUTDOWN_MS. */
+static void stop_guest(struct node_daemon *d, struct local_vm *lv, const struct hv_vm_info *dom,
+		       bool force)
+{
+	uint64_t now = node_now_mono_ms();
+	bool destroy = force || (dom && dom->state == HV_STATE_PAUSED);
 	int rc;
 
-	if (lv->shutdown && !force)
-		return;
-	if (force) {
-		/* A forced stop does not wait out a graceful one's grace. */
-		if (lv->shutdown) {
-			hv_shutdown_cancel(lv->shutdown);
-			lv->shutdown = NULL;
+	if (lv->stopping && !destroy) {
+		if (now < lv->stop_deadline_ms) {
+			schedule_pass(d, lv->stop_deadline_ms - now);
+			return;
 		}
-		if ((rc = v->drv->destroy(v->conn, lv->name)) < 0 && rc != -ESRCH)
-			qb_log(LOG_ERR, "VM %s: cannot destroy it: %s", lv->name, strerror(-rc));
-		return;
+		qb_log(LOG_WARNING, "VM %s: did not power off within %u ms; destroying it", lv->name,
+		       VIREO_HV_SHUTDOWN_MS(d->token_ms));
+		destroy = true;
 	}
-	rc = hv_shutdown_graceful(v->drv, v->conn, d->loop, lv->name, 0, d->token_ms,
-				  shutdown_done, d, &lv->shutdown);
-	if (rc < 0 && rc != -ESRCH && rc != -ENOENT)
+	if (destroy) {
+		lv->stopping = false;
+		rc = node_hv_submit(d, NODE_HV_DESTROY, lv->name, stop_done, NULL);
+	} else {
+		rc = node_hv_submit(d, NODE_HV_SHUTDOWN, lv->name, stop_done, NULL);
+		lv->stopping = rc == 0;
+		lv->stop_deadline_ms = now + VIREO_HV_SHUTDOWN_MS(d->token_ms);
+		schedule_pass(d, VIREO_HV_SHUTDOWN_MS(d->token_ms));
+	}
+	if (rc < 0)
 		qb_log(LOG_ERR, "VM %s: cannot stop it: %s", lv->name, strerror(-rc));
 }
 
@@ -318,6 +348,19 @@ static bool start_due(struct node_daemon *d, struct local_vm *lv)
 	return true;
 }
 
+/* A restart of a guest that died failed: try again later, or give up. */
+static void restart_failed(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+			   const char *why)
+{
+	char msg[MSG_LEN];
+
+	if (start_again_later(d, lv, vm->spec->name, why))
+		return;
+	snprintf(msg, sizeof(msg), "%s and could not be restarted (%u tries): %.*s",
+		 stop_reason(lv->restart_reason), lv->restarts, MSG_LEN - 160, why);
+	report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, msg, lv->restarts);
+}
+
 /* A guest that should run is not running: start it again, or give up. */
 static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm)
 {
@@ -350,17 +393,70 @@ static void revive(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *
 	lv->restarts++;
 	qb_log(LOG_WARNING, "VM %s: %s; restarting it here (%u of %u)", vm->spec->name, reason,
 	       lv->restarts, d->cfg.restart_limit);
-	if (start_guest(d, vm->spec, why, sizeof(why)) < 0) {
-		if (start_again_later(d, lv, vm->spec->name, why))
-			return;
-		snprintf(msg, sizeof(msg), "%s and could not be restarted (%u tries): %s", reason,
-			 lv->restarts, why);
-		report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, msg, lv->restarts);
+	/* The reason is kept for the answer; a stop event from now on is the
+	 * new guest's. */
+	lv->restart_reason = lv->last_stop;
+	lv->last_stop = HV_REASON_NONE;
+	if (start_guest(d, lv, vm, true, why, sizeof(why)) < 0)
+		restart_failed(d, lv, vm, why);
+}
+
+/* The start of a guest that died ended. */
+static void restarted(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+		      const struct node_hv_call *call)
+{
+	char msg[MSG_LEN];
+
+	if (vm->state != VIREO__VM_STATE__VM_RUNNING || !vm->want_running)
+		return;     /* stopped meanwhile: the pass sees to the guest */
+	if (call->rc < 0) {
+		restart_failed(d, lv, vm, call->error);
 		return;
 	}
-	lv->last_stop = HV_REASON_NONE;
-	snprintf(msg, sizeof(msg), "restarted %u time(s): %s", lv->restarts, reason);
+	snprintf(msg, sizeof(msg), "restarted %u time(s): %s", lv->restarts,
+		 stop_reason(lv->restart_reason));
 	report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, msg, lv->restarts);
+}
+
+/* The first start of this assignment ended. */
+static void started(struct node_daemon *d, struct local_vm *lv, const Vireo__Vm *vm,
+		    const struct node_hv_call *call)
+{
+	char full[MSG_LEN + 96];
+
+	if (vm->state != VIREO__VM_STATE__VM_STARTING)
+		return;
+	if (call->rc == 0) {
+		qb_log(LOG_NOTICE, "VM %s: started (generation %" PRIu64 ")", vm->spec->name,
+		       vm->generation);
+		report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
+		return;
+	}
+	if (start_again_later(d, lv, vm->spec->name, call->error))
+		return;
+	lv->start_failed = true;
+	snprintf(full, sizeof(full), "cannot start on %s: %.*s", d->cfg.node_name, MSG_LEN,
+		 call->error);
+	report(d, lv, vm, VIREO__VM_STATE__VM_ERROR, full, lv->restarts);
+}
+
+static void start_done(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct local_vm *lv = call_answered(d, call);
+	const Vireo__Vm *vm;
+
+	if (!lv)
+		return;
+	vm = d->engine ? cluster_vm_find(cluster_engine_state(d->engine), call->name) : NULL;
+	if (!vm || vm->generation != lv->start_generation || vm->owner != my_id(d)) {
+		qb_log(LOG_INFO, "VM %s: its start ended (%s) after it was assigned elsewhere; the "
+		       "next pass sees to the guest", call->name, call->rc ? call->error : "started");
+		return;
+	}
+	if (lv->start_is_restart)
+		restarted(d, lv, vm, call);
+	else
+		started(d, lv, vm, call);
 }
 
 static bool is_up(const struct hv_vm_info *dom)
@@ -373,32 +469,17 @@ static bool is_up(const struct hv_vm_info *dom)
  * that vireod was driving when it died (its migration record is gone with
  * the fence that followed; the owner got it back). Any libvirt job still
  * on it is aborted first, then it runs on. */
-static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
+static void resume_done(struct node_daemon *d, const struct node_hv_call *call)
 {
-	struct node_vms *v = d->vms;
+	struct local_vm *lv = call_answered(d, call);
 	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_RESUME_RETRY_MS(d->token_ms);
-	bool busy = false;
-	int rc;
 
-	if (v->drv->job_active(v->conn, lv->name, &busy) == 0 && busy) {
-		qb_log(LOG_WARNING, "VM %s: paused with a migration job of a migration that is over; "
-		       "aborting the job", lv->name);
-		if ((rc = v->drv->migrate_abort(v->conn, lv->name)) < 0)
-			qb_log(LOG_WARNING, "VM %s: cannot abort the job: %s", lv->name, strerror(-rc));
-		schedule_pass(d, VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms));
+	if (!lv)
 		return;
-	}
-	/* Paused again right after a resume: its disk fails writes (QEMU stops
-	 * the guest on ENOSPC, and the write is retried when it runs on). Try
-	 * again now and then, not on every pass. */
-	if (lv->resumed_ms && now - lv->resumed_ms < retry) {
-		schedule_pass(d, lv->resumed_ms + retry - now);
-		return;
-	}
 	/* A failure is tried again by the periodic pass, not in a loop. */
-	if ((rc = v->drv->resume(v->conn, lv->name)) < 0) {
+	if (call->rc < 0) {
 		qb_log(LOG_ERR, "VM %s: paused outside a migration and cannot be resumed: %s",
-		       lv->name, v->drv->last_error(v->conn));
+		       lv->name, call->error);
 		return;
 	}
 	if (lv->resumed_ms && now - lv->resumed_ms < 2 * retry)
@@ -412,7 +493,46 @@ static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
 		qb_log(LOG_WARNING, "VM %s: paused again after its resume (a disk write failed: is "
 		       "the pool full?); resuming it every %" PRIu64 " ms until it stays running",
 		       lv->name, retry);
-	schedule_pass(d, 0);
+}
+
+/* The job check of a paused guest answered: a migration job left on it
+ * was aborted, or there was none and it is resumed. */
+static void job_checked(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct local_vm *lv = call_answered(d, call);
+	int rc;
+
+	if (!lv)
+		return;
+	if (call->rc < 0) {
+		qb_log(LOG_WARNING, "VM %s: cannot %s: %s", lv->name,
+		       call->job_active ? "abort its job" : "read its job", call->error);
+		return;
+	}
+	if (call->job_active) {
+		qb_log(LOG_WARNING, "VM %s: was paused with the job of a migration that is over; "
+		       "aborted the job", lv->name);
+		schedule_pass(d, VIREO_VM_STOP_EVENT_WAIT_MS(d->token_ms));
+		return;
+	}
+	if ((rc = node_hv_submit(d, NODE_HV_RESUME, lv->name, resume_done, NULL)) < 0)
+		qb_log(LOG_ERR, "VM %s: cannot resume it: %s", lv->name, strerror(-rc));
+}
+
+static void resume_left_paused(struct node_daemon *d, struct local_vm *lv)
+{
+	uint64_t now = node_now_mono_ms(), retry = VIREO_VM_RESUME_RETRY_MS(d->token_ms);
+	int rc;
+
+	/* Paused again right after a resume: its disk fails writes (QEMU stops
+	 * the guest on ENOSPC, and the write is retried when it runs on). Try
+	 * again now and then, not on every pass. */
+	if (lv->resumed_ms && now - lv->resumed_ms < retry) {
+		schedule_pass(d, lv->resumed_ms + retry - now);
+		return;
+	}
+	if ((rc = node_hv_submit(d, NODE_HV_ABORT_JOB, lv->name, job_checked, NULL)) < 0)
+		qb_log(LOG_ERR, "VM %s: cannot look at its job: %s", lv->name, strerror(-rc));
 }
 
 /* The one next step for a VM this node owns. */
@@ -422,12 +542,10 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 	char msg[MSG_LEN];
 	bool up = is_up(dom);
 
-	/* The guest is off: the graceful stop watching it is over. Left to
-	 * its own poll, it would see the next guest of this name (started in
-	 * this very pass) running and destroy it when its grace ran out. */
-	if (!up && lv->shutdown) {
-		hv_shutdown_cancel(lv->shutdown);
-		lv->shutdown = NULL;
+	/* The guest is off: the graceful stop is over (its deadline must not
+	 * destroy the next guest of this name). */
+	if (!up && lv->stopping) {
+		lv->stopping = false;
 		qb_log(LOG_NOTICE, "VM %s: stopped", lv->name);
 	}
 	if (lv->generation != vm->generation) {
@@ -451,11 +569,8 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		if (up) {
 			report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
 		} else if (!lv->start_failed && start_due(d, lv)) {
-			if (start_guest(d, vm->spec, msg, sizeof(msg)) == 0) {
-				qb_log(LOG_NOTICE, "VM %s: started (generation %" PRIu64 ")",
-				       vm->spec->name, vm->generation);
-				report(d, lv, vm, VIREO__VM_STATE__VM_RUNNING, "", lv->restarts);
-			} else if (!start_again_later(d, lv, vm->spec->name, msg)) {
+			if (start_guest(d, lv, vm, false, msg, sizeof(msg)) < 0 &&
+			    !start_again_later(d, lv, vm->spec->name, msg)) {
 				char full[MSG_LEN + 96];
 
 				lv->start_failed = true;
@@ -471,7 +586,7 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		break;
 	case VIREO__VM_STATE__VM_STOPPING:
 		if (up)
-			stop_guest(d, lv, vm->force_stop);
+			stop_guest(d, lv, dom, vm->force_stop);
 		else
 			report(d, lv, vm, VIREO__VM_STATE__VM_STOPPED, "", lv->restarts);
 		break;
@@ -483,7 +598,7 @@ static void reconcile_owned(struct node_daemon *d, struct local_vm *lv, const Vi
 		if (up && !vm->want_running) {
 			qb_log(LOG_WARNING, "VM %s: runs here although it is %s in the cluster; "
 			       "stopping it", vm->spec->name, cluster_vm_state_name(vm->state));
-			stop_guest(d, lv, vm->force_stop);
+			stop_guest(d, lv, dom, vm->force_stop);
 		}
 		break;
 	default:
@@ -524,7 +639,7 @@ static void destroy_leftover(struct node_daemon *d, const cluster_state *st, str
 	else
 		qb_log(LOG_WARNING, "VM %s runs here but node %u owns it: destroying the leftover",
 		       vm->spec->name, vm->owner);
-	stop_guest(d, lv, true);
+	stop_guest(d, lv, dom, true);
 }
 
 static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n, const char *name)
@@ -540,8 +655,18 @@ static const struct hv_vm_info *find_dom(const struct hv_vm_info *doms, size_t n
  * domain_xml.c writes) are touched, so a definition left behind while this
  * vireod was down goes too, and a domain someone else made on the host is
  * left alone. Guests of VMs other nodes own are pass()'s (destroy_leftover). */
+static void undefined(struct node_daemon *d, const struct node_hv_call *call)
+{
+	if (call->rc == -ECANCELED)
+		return;
+	call_answered(d, call);
+	if (call->rc == 0)
+		qb_log(LOG_NOTICE, "VM %s is not in the cluster (deleted); its definition here is "
+		       "removed", call->name);
+}
+
 static void sweep(struct node_daemon *d, const cluster_state *st, const struct hv_vm_info *doms,
-		  size_t n)
+		  size_t n, uint64_t list)
 {
 	struct node_vms *v = d->vms;
 	struct local_vm *lv = v->vms, *next;
@@ -550,51 +675,56 @@ static void sweep(struct node_daemon *d, const cluster_state *st, const struct h
 		const struct hv_vm_info *dom = find_dom(doms, n, lv->name);
 
 		next = lv->next;
-		if (lv->in_state)
+		if (lv->in_state || node_hv_busy(d, lv->name))
 			continue;
+		if (list <= lv->list_after_call) {
+			v->pass_again = true;
+			continue;
+		}
 		if (is_up(dom)) {
 			qb_log(LOG_WARNING, "VM %s was deleted from the cluster but runs here; "
 			       "stopping it", lv->name);
-			stop_guest(d, lv, true);
+			stop_guest(d, lv, dom, true);
 			continue;
 		}
 		forget(v, lv);
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!doms[i].vireo || !doms[i].persistent || is_up(&doms[i]) ||
-		    cluster_vm_find(st, doms[i].name))
+		    cluster_vm_find(st, doms[i].name) || node_hv_busy(d, doms[i].name))
 			continue;
-		if (v->drv->undefine(v->conn, doms[i].name) == 0)
-			qb_log(LOG_NOTICE, "VM %s is not in the cluster (deleted); its definition "
-			       "here is removed", doms[i].name);
+		if (node_hv_submit(d, NODE_HV_UNDEFINE, doms[i].name, undefined, NULL) < 0)
+			qb_log(LOG_WARNING, "VM %s: cannot remove its definition now; trying again",
+			       doms[i].name);
 	}
 }
 
-static void pass(struct node_daemon *d)
+/* Whether this node may act on the state now (see the top of the file). */
+static bool may_act(struct node_daemon *d)
 {
 	struct node_vms *v = d->vms;
-	struct hv_vm_info *doms = NULL;
-	const cluster_state *st;
 	uint64_t hold;
-	size_t n = 0;
-	int rc;
 
 	if (!d->engine || !cluster_engine_quorate(d->engine) || cluster_engine_syncing(d->engine) ||
 	    !v->drv->connected(v->conn) || !v->accel[0])
-		return;
+		return false;
 	/* Thawed after a freeze, this node's state may be a membership old:
 	 * its guest's VM may have been fenced and started elsewhere meanwhile.
 	 * Wait for corosync to tell it, then look again. */
 	if ((hold = cluster_engine_stall_hold_ms(d->engine)) > 0) {
 		schedule_pass(d, hold);
-		return;
+		return false;
 	}
-	if ((rc = v->drv->list(v->conn, &doms, &n)) < 0) {
-		qb_log(LOG_WARNING, "cannot list the guests of this host: %s; trying again",
-		       strerror(-rc));
-		return;
-	}
-	st = cluster_engine_state(d->engine);
+	return true;
+}
+
+/* The one next step for every VM, from the list of this host's guests
+ * that the list call numbered `list` returned. */
+static void decide(struct node_daemon *d, const struct hv_vm_info *doms, size_t n, uint64_t list)
+{
+	struct node_vms *v = d->vms;
+	const cluster_state *st = cluster_engine_state(d->engine);
+
 	for (struct local_vm *lv = v->vms; lv; lv = lv->next)
 		lv->in_state = false;
 	for (size_t i = 0; i < st->n_vms; i++) {
@@ -602,24 +732,70 @@ static void pass(struct node_daemon *d)
 		const struct hv_vm_info *dom = find_dom(doms, n, vm->spec->name);
 		struct local_vm *lv = local_vm(v, vm->spec->name, vm->owner == my_id(d) || dom);
 
+		if (lv)
+			lv->in_state = true;
+		/* Its call's answer comes first; a list older than that answer
+		 * may show the guest as it was before the call. */
+		if (node_hv_busy(d, vm->spec->name))
+			continue;
+		if (lv && list <= lv->list_after_call) {
+			v->pass_again = true;
+			continue;
+		}
 		/* A migrating VM is the migration's (vm_migrate.c), on both ends. */
 		if (vm->state == VIREO__VM_STATE__VM_MIGRATING && vm->migration) {
 			node_migration_step(d, vm, dom);
-			if (lv)
-				lv->in_state = true;
 			continue;
 		}
 		if (!lv)
 			continue;
-		lv->in_state = true;
 		if (vm->owner == my_id(d))
 			reconcile_owned(d, lv, vm, dom);
 		else if (is_up(dom))
 			destroy_leftover(d, st, lv, vm, dom);
 	}
-	sweep(d, st, doms, n);
+	sweep(d, st, doms, n, list);
 	node_migrations_sweep(d, st);
-	free(doms);
+}
+
+static void listed(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_vms *v = d->vms;
+
+	if (call->rc == -ECANCELED || !v)
+		return;
+	v->listing = false;
+	if (call->rc < 0)
+		qb_log(LOG_WARNING, "cannot list the guests of this host: %s; trying again",
+		       call->error);
+	else if (may_act(d))
+		decide(d, call->vms, call->n_vms, (uint64_t)(uintptr_t)call->ctx);
+	if (v->pass_again) {
+		v->pass_again = false;
+		schedule_pass(d, 0);
+	}
+}
+
+/* Lists this host's guests in a worker; listed() decides. One list at a
+ * time: a pass due meanwhile runs when it is back. */
+static void pass(struct node_daemon *d)
+{
+	struct node_vms *v = d->vms;
+	int rc;
+
+	if (!may_act(d))
+		return;
+	if (v->listing) {
+		v->pass_again = true;
+		return;
+	}
+	v->lists++;
+	if ((rc = node_hv_submit(d, NODE_HV_LIST, NULL, listed, (void *)(uintptr_t)v->lists)) < 0) {
+		qb_log(LOG_WARNING, "cannot list the guests of this host: %s; trying again",
+		       strerror(-rc));
+		return;
+	}
+	v->listing = true;
 }
 
 static void pass_fired(void *data)
@@ -774,6 +950,13 @@ int node_vms_start(struct node_daemon *d)
 		d->vms = NULL;
 		return rc;
 	}
+	if ((rc = node_hv_calls_start(d, v->drv, v->conn)) < 0) {
+		qb_log(LOG_CRIT, "cannot start the hypervisor call workers: %s", strerror(-rc));
+		v->drv->disconnect(v->conn);
+		free(v);
+		d->vms = NULL;
+		return rc;
+	}
 	resolve_accel(d);
 	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_VM_RECONCILE_MS(d->token_ms) * NS_PER_MS, d,
 			  periodic_fired, &v->periodic_timer);
@@ -783,15 +966,16 @@ int node_vms_start(struct node_daemon *d)
 void node_vms_stop(struct node_daemon *d)
 {
 	struct node_vms *v = d->vms;
+	bool abandoned;
 
 	if (!v)
 		return;
+	/* Calls not yet made are answered -ECANCELED, and change nothing. */
+	abandoned = node_hv_calls_stop(d);
 	/* Guests keep running: the next vireod adopts them. */
 	while (v->vms) {
 		struct local_vm *next = v->vms->next;
 
-		if (v->vms->shutdown)
-			hv_shutdown_cancel(v->vms->shutdown);
 		free(v->vms);
 		v->vms = next;
 	}
@@ -799,7 +983,10 @@ void node_vms_stop(struct node_daemon *d)
 		qb_loop_timer_del(d->loop, v->pass_timer);
 	if (v->periodic_timer)
 		qb_loop_timer_del(d->loop, v->periodic_timer);
-	v->drv->disconnect(v->conn);
+	/* A call still waiting on libvirtd uses the connection: it stays (the
+	 * process is ending). */
+	if (!abandoned)
+		v->drv->disconnect(v->conn);
 	free(v);
 	d->vms = NULL;
 }

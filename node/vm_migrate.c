@@ -40,6 +40,7 @@
 #include "hypervisor/hv.h"
 #include "migration/stream.h"
 #include "node/daemon.h"
+#include "node/hv_calls.h"
 
 #define NS_PER_MS 1000000ull
 #define FAULT_FILE "test-fault-corrupt-chunk"
@@ -72,6 +73,10 @@ struct node_migration {
 	uint64_t request_deadline_ms;
 	uint64_t created_ms;
 	uint32_t retries;
+	/* hypervisor calls (node/hv_calls.c) and what they answered */
+	bool job_checked, job_busy;   /* source: libvirt's job on the guest before it begins */
+	int64_t fail_resumed_wall_ms; /* source: resumed by us after a failed migration */
+	bool progress_asked;          /* source: a progress query in flight */
 };
 
 struct node_migrations {
@@ -249,22 +254,46 @@ static void propose_commit(struct node_daemon *d, struct node_migration *r)
 
 /* ---------------------------------------------------------------- source */
 
+/* The record a hypervisor call's answer is for, NULL if it is gone (or
+ * vireod stops). The VM's next pass must not trust an older list. */
+static struct node_migration *answered(struct node_daemon *d, const struct node_hv_call *call)
+{
+	if (call->rc == -ECANCELED || !d->migrations)
+		return NULL;
+	node_vms_answered(d, call->name);
+	return find(d->migrations, call->name);
+}
+
+static void fail_resumed(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_migration *r = answered(d, call);
+
+	if (!r)
+		return;
+	if (call->rc < 0) {
+		qb_log(LOG_WARNING, "VM %s: cannot resume it after the failed migration yet: %s; "
+		       "trying again", r->name, call->error);
+		node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms));
+		return;
+	}
+	r->fail_resumed_wall_ms = node_now_wall_ms();
+}
+
 static void source_fail(struct node_daemon *d, struct node_migration *r, const char *why,
 			const struct hv_vm_info *dom)
 {
-	const struct hv_driver *drv = node_vms_driver(d);
-	int64_t resumed = 0;
+	int64_t resumed = r->fail_resumed_wall_ms;
 	int rc;
 
-	/* libvirt resumes a guest whose migration failed; make sure. */
-	if (dom && dom->state == HV_STATE_PAUSED) {
-		if ((rc = drv->resume(node_vms_conn(d), r->name)) < 0) {
+	/* libvirt resumes a guest whose migration failed; make sure (the
+	 * answer comes with a later pass). */
+	if (dom && dom->state == HV_STATE_PAUSED && !resumed) {
+		if ((rc = node_hv_submit(d, NODE_HV_RESUME, r->name, fail_resumed, NULL)) < 0) {
 			qb_log(LOG_WARNING, "VM %s: cannot resume it after the failed migration yet: "
 			       "%s; trying again", r->name, strerror(-rc));
 			node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms));
-			return;
 		}
-		resumed = node_now_wall_ms();
+		return;
 	}
 	/* libvirt resumed it by now if we did not: paused until about now. */
 	if (!resumed && r->paused_wall_ms && dom && dom->state == HV_STATE_RUNNING)
@@ -291,9 +320,15 @@ static const char *failure_reason(struct node_migration *r, char *buf, size_t le
 static void abort_migration(struct node_daemon *d, struct node_migration *r, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+static void abort_answered(struct node_daemon *d, const struct node_hv_call *call)
+{
+	if (answered(d, call) && call->rc < 0 && call->rc != -ESRCH)
+		qb_log(LOG_WARNING, "VM %s: libvirt did not take the abort (%s); the stream is cut "
+		       "instead", call->name, call->error);
+}
+
 static void abort_migration(struct node_daemon *d, struct node_migration *r, const char *fmt, ...)
 {
-	const struct hv_driver *drv = node_vms_driver(d);
 	va_list ap;
 
 	if (r->aborting)
@@ -303,8 +338,9 @@ static void abort_migration(struct node_daemon *d, struct node_migration *r, con
 	vsnprintf(r->abort_reason, sizeof(r->abort_reason), fmt, ap);
 	va_end(ap);
 	qb_log(LOG_WARNING, "VM %s: aborting its migration: %s", r->name, r->abort_reason);
-	if (r->hv_started && !r->hv_done && drv->migrate_abort(node_vms_conn(d), r->name) < 0)
-		qb_log(LOG_WARNING, "VM %s: libvirt did not take the abort; the stream is cut instead",
+	if (r->hv_started && !r->hv_done &&
+	    node_hv_submit(d, NODE_HV_MIGRATE_ABORT, r->name, abort_answered, NULL) < 0)
+		qb_log(LOG_WARNING, "VM %s: cannot ask libvirt to abort; the stream is cut instead",
 		       r->name);
 	mig_session_cancel(r->session);
 }
@@ -377,6 +413,18 @@ static int make_dir(const char *path)
 	return 0;
 }
 
+static void job_answered(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_migration *r = answered(d, call);
+
+	if (!r)
+		return;
+	r->job_checked = true;
+	r->job_busy = call->rc == 0 && call->job_active;
+}
+
+/* Starts the migration: libvirt's part runs in its own thread (drv->migrate
+ * returns at once) and ends with HV_EVENT_MIGRATION_DONE. */
 static void source_begin(struct node_daemon *d, struct node_migration *r, const Vireo__Vm *vm,
 			 const struct hv_vm_info *dom)
 {
@@ -384,7 +432,6 @@ static void source_begin(struct node_daemon *d, struct node_migration *r, const 
 	const Vireo__NodeInfo *target = cluster_state_node(cluster_engine_state(d->engine), mig->target);
 	const struct hv_driver *drv = node_vms_driver(d);
 	char sock[300], data_uri[320], dest_uri[300], host[80];
-	bool busy = false;
 	struct mig_source_params sp = {
 		.loop = d->loop,
 		.id = r->sid,
@@ -412,12 +459,20 @@ static void source_begin(struct node_daemon *d, struct node_migration *r, const 
 	int rc;
 
 	/* A guest that just arrived here may still be in its incoming job for
-	 * a moment (libvirt's finish): wait for it rather than fail. */
+	 * a moment (libvirt's finish): wait for it rather than fail. The job
+	 * is asked in a worker; a later pass reads the answer. */
 	if (dom && dom->state == HV_STATE_RUNNING &&
-	    drv->job_active(node_vms_conn(d), r->name, &busy) == 0 && busy &&
 	    node_now_mono_ms() - r->created_ms < VIREO_MIGRATION_CONNECT_MS(d->token_ms)) {
-		node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 5u);
-		return;
+		if (!r->job_checked) {
+			if (node_hv_submit(d, NODE_HV_JOB_ACTIVE, r->name, job_answered, NULL) < 0)
+				node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 5u);
+			return;
+		}
+		if (r->job_busy) {
+			r->job_checked = false;
+			node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms) / 5u);
+			return;
+		}
 	}
 	r->hv_started = true;   /* one attempt; a failure ends the migration */
 	if (!dom || dom->state != HV_STATE_RUNNING) {
@@ -571,13 +626,34 @@ static void target_prepare(struct node_daemon *d, const Vireo__Vm *vm, const str
 	       vm->migration->id, node_name(d, vm->migration->source));
 }
 
+static void target_resumed(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_migration *r = answered(d, call);
+	const Vireo__Vm *vm;
+	int64_t resumed = node_now_wall_ms(), paused;
+	char why[300];
+
+	if (!r)
+		return;
+	if (call->rc < 0) {
+		snprintf(why, sizeof(why), "cannot resume the guest: %.250s", call->error);
+		propose_end(d, r, false, why, 0, 0);
+		return;
+	}
+	vm = cluster_vm_find(cluster_engine_state(d->engine), r->name);
+	paused = vm && vm->migration ? vm->migration->paused_ms : 0;
+	r->resumed_wall_ms = resumed;
+	r->resumed_mono_ms = node_now_mono_ms();
+	qb_log(LOG_NOTICE, "VM %s: resumed here after its migration (down %" PRId64 " ms)", r->name,
+	       paused ? resumed - paused : -1);
+}
+
 /* Committed: this node owns the VM; its guest waits here, paused. */
 static void target_resume(struct node_daemon *d, const Vireo__Vm *vm, const struct hv_vm_info *dom)
 {
-	const struct hv_driver *drv = node_vms_driver(d);
 	struct node_migration *r = record(d, vm, false);
 	uint64_t now = node_now_mono_ms();
-	int64_t resumed, paused = vm->migration->paused_ms;
+	int64_t paused = vm->migration->paused_ms;
 	char why[300];
 	int rc;
 
@@ -614,49 +690,13 @@ static void target_resume(struct node_daemon *d, const Vireo__Vm *vm, const stru
 	}
 	if (r->request_id)
 		return;
-	if ((rc = drv->resume(node_vms_conn(d), r->name)) < 0) {
-		snprintf(why, sizeof(why), "cannot resume the guest: %s",
-			 drv->last_error(node_vms_conn(d)));
+	if ((rc = node_hv_submit(d, NODE_HV_RESUME, r->name, target_resumed, NULL)) < 0) {
+		snprintf(why, sizeof(why), "cannot resume the guest: %s", strerror(-rc));
 		propose_end(d, r, false, why, 0, 0);
-		return;
 	}
-	resumed = node_now_wall_ms();
-	r->resumed_wall_ms = resumed;
-	r->resumed_mono_ms = now;
-	qb_log(LOG_NOTICE, "VM %s: resumed here after its migration (down %" PRId64 " ms)", r->name,
-	       paused ? resumed - paused : -1);
-	node_vms_pass_soon(d, 0);
 }
 
 /* ---------------------------------------------------------------- progress */
-
-static void report_progress(struct node_daemon *d, struct node_migration *r)
-{
-	const struct mig_counters *k = mig_session_counters(r->session);
-	struct hv_migrate_progress hp;
-	Vireo__Op op = VIREO__OP__INIT;
-	Vireo__VmMigrateProgress p = VIREO__VM_MIGRATE_PROGRESS__INIT;
-	uint64_t now = node_now_mono_ms(), id;
-
-	p.name = r->name;
-	p.id = r->sid.migration_id;
-	p.bytes_raw = atomic_load(&k->raw_forward);
-	p.bytes_sent = atomic_load(&k->wire_forward);
-	p.paused_ms = r->paused_wall_ms;
-	if (now > r->last_report_ms)
-		p.rate_mibps = (uint32_t)((p.bytes_raw - r->last_report_raw) * 1000u /
-					  (now - r->last_report_ms) / (1024u * 1024u));
-	if (node_vms_driver(d)->migrate_progress(node_vms_conn(d), r->name, &hp) == 0) {
-		p.memory_total = hp.memory_total;
-		p.memory_remaining = hp.memory_remaining;
-	}
-	r->last_report_ms = now;
-	r->last_report_raw = p.bytes_raw;
-	op.body_case = VIREO__OP__BODY_VM_MIGRATE_PROGRESS;
-	op.vm_migrate_progress = &p;
-	/* Best effort: a lost report is followed by the next. */
-	(void)cluster_engine_propose(d->engine, &op, &id);
-}
 
 /* The migration of r as the cluster holds it, NULL once it ended there: a
  * report then would only be refused (libvirt's thread on the source goes
@@ -668,6 +708,57 @@ static const Vireo__VmMigration *still_open(const struct node_daemon *d,
 
 	return vm && vm->state == VIREO__VM_STATE__VM_MIGRATING && vm->migration &&
 	       vm->migration->id == r->sid.migration_id ? vm->migration : NULL;
+}
+
+static void progress_answered(struct node_daemon *d, const struct node_hv_call *call);
+
+/* Asks libvirt how far the migration got (in a worker); the report goes
+ * out with the answer. */
+static void report_progress(struct node_daemon *d, struct node_migration *r)
+{
+	if (r->progress_asked)
+		return;
+	r->progress_asked = node_hv_submit(d, NODE_HV_MIGRATE_PROGRESS, r->name, progress_answered,
+					   (void *)(uintptr_t)r->sid.migration_id) == 0;
+}
+
+static void progress_answered(struct node_daemon *d, const struct node_hv_call *call)
+{
+	struct node_migration *r = call->rc == -ECANCELED || !d->migrations ? NULL :
+				   find(d->migrations, call->name);
+	const struct hv_migrate_progress *hp = &call->progress;
+	const struct mig_counters *k;
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmMigrateProgress p = VIREO__VM_MIGRATE_PROGRESS__INIT;
+	uint64_t now = node_now_mono_ms(), id;
+	const Vireo__VmMigration *mig;
+
+	if (!r || r->sid.migration_id != (uint64_t)(uintptr_t)call->ctx)
+		return;
+	r->progress_asked = false;
+	/* Over or committed while libvirt answered: a report would be refused. */
+	if (!r->session || r->hv_done || !cluster_engine_quorate(d->engine) ||
+	    !(mig = still_open(d, r)) || mig->phase == VIREO__MIGRATION_PHASE__MIGRATION_COMMITTED)
+		return;
+	k = mig_session_counters(r->session);
+	p.name = r->name;
+	p.id = r->sid.migration_id;
+	p.bytes_raw = atomic_load(&k->raw_forward);
+	p.bytes_sent = atomic_load(&k->wire_forward);
+	p.paused_ms = r->paused_wall_ms;
+	if (now > r->last_report_ms)
+		p.rate_mibps = (uint32_t)((p.bytes_raw - r->last_report_raw) * 1000u /
+					  (now - r->last_report_ms) / (1024u * 1024u));
+	if (call->rc == 0) {
+		p.memory_total = hp->memory_total;
+		p.memory_remaining = hp->memory_remaining;
+	}
+	r->last_report_ms = now;
+	r->last_report_raw = p.bytes_raw;
+	op.body_case = VIREO__OP__BODY_VM_MIGRATE_PROGRESS;
+	op.vm_migrate_progress = &p;
+	/* Best effort: a lost report is followed by the next. */
+	(void)cluster_engine_propose(d->engine, &op, &id);
 }
 
 static void progress_fired(void *data)
