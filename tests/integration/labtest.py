@@ -162,6 +162,10 @@ def main(test_fn, name):
         rc = 1
         dump_logs(lab)
     finally:
+        # VIREO_KEEP_LAB=1: a failed test leaves its lab to look into.
+        if rc and os.environ.get("VIREO_KEEP_LAB") == "1":
+            log(f"the lab is kept (VIREO_KEEP_LAB=1); remove it with: vireo-lab down --name {lab.name}")
+            sys.exit(rc)
         lab.down()
         left = lab.leftovers()
         if left:
