@@ -200,7 +200,7 @@ fail:
 bool util_workq_free(struct util_workq *q, uint32_t wait_ms)
 {
 	struct timespec until;
-	struct job *j;
+	struct job *j, *finished, *pending;
 	bool abandoned;
 
 	if (!q)
@@ -219,18 +219,22 @@ bool util_workq_free(struct util_workq *q, uint32_t wait_ms)
 	while (q->alive && pthread_cond_timedwait(&q->idle, &q->lock, &until) == 0)
 		;
 	abandoned = q->alive > 0;
-	/* Finished ones ran: their done says so; pending ones never will. */
-	while ((j = q->finished)) {
-		q->finished = j->next;
+	finished = q->finished;
+	pending = q->pending;
+	q->finished = q->pending = NULL;
+	pthread_mutex_unlock(&q->lock);
+	/* Unlocked: a done() may ask the queue (busy, a submit refused). The
+	 * finished ones ran: their done says so; the pending ones never will. */
+	while ((j = finished)) {
+		finished = j->next;
 		j->done(j->arg, 0);
 		free(j);
 	}
-	while ((j = q->pending)) {
-		q->pending = j->next;
+	while ((j = pending)) {
+		pending = j->next;
 		j->done(j->arg, -ECANCELED);
 		free(j);
 	}
-	pthread_mutex_unlock(&q->lock);
 	if (abandoned) {
 		/* Their threads still use q: it stays, as the process ends. */
 		qb_log(LOG_WARNING, "work queue %s: %u job(s) still running at exit, abandoned",

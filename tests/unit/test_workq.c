@@ -205,6 +205,41 @@ START_TEST(free_cancels_what_never_ran)
 }
 END_TEST
 
+static struct util_workq *asking_q;
+static bool asked_busy;
+static int resubmit_rc;
+
+/* A done() that, like vireod's, asks the queue again and submits a follow-up. */
+static void done_asks_queue(void *arg, int rc)
+{
+	asked_busy = util_workq_busy(asking_q, "k");
+	resubmit_rc = util_workq_submit(asking_q, "k", "follow-up", work, done, arg);
+	done(arg, rc);
+}
+
+START_TEST(a_done_may_ask_the_queue_being_freed)
+{
+	struct util_workq *q = new_queue(1);
+	atomic_bool gate = false;
+	struct rec running = { .gate = &gate }, waiting = { .key = 1 };
+	pthread_t t;
+
+	asking_q = q;
+	ck_assert_int_eq(util_workq_submit(q, "k", "running", work, done_asks_queue, &running), 0);
+	ck_assert_int_eq(util_workq_submit(q, "k", "waiting", work, done_asks_queue, &waiting), 0);
+	while (atomic_load(&concurrent) == 0)
+		usleep(1000);
+	ck_assert_int_eq(pthread_create(&t, NULL, open_gate_later, &gate), 0);
+	/* Held its lock while calling done(): this deadlocked. */
+	util_workq_free(q, 2000);
+	pthread_join(t, NULL);
+	ck_assert(waiting.done_on_loop);
+	ck_assert_int_eq(waiting.done_rc, -ECANCELED);
+	ck_assert_int_eq(resubmit_rc, -ESHUTDOWN);
+	ck_assert(!asked_busy);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("workq");
@@ -214,6 +249,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, one_key_in_order_others_in_parallel);
 	tcase_add_test(tc, a_hung_job_holds_only_its_key);
 	tcase_add_test(tc, free_cancels_what_never_ran);
+	tcase_add_test(tc, a_done_may_ask_the_queue_being_freed);
 	suite_add_tcase(s, tc);
 	return s;
 }
