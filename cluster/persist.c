@@ -38,17 +38,25 @@ static int fsync_dir(const char *dir)
 
 int cluster_persist_save(const char *dir, const cluster_state *st)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
 	uint8_t *buf = NULL;
 	size_t len = 0;
+	int rc;
+
+	if ((rc = cluster_state_pack(st, &buf, &len)) == 0)
+		rc = cluster_persist_write(dir, buf, len);
+	free(buf);
+	return rc;
+}
+
+int cluster_persist_write(const char *dir, const uint8_t *buf, size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
 	int fd = -1;
 	int rc;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_STATE_FILE) >= sizeof(path) ||
 	    (size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, CLUSTER_STATE_FILE) >= sizeof(tmp))
 		return -ENAMETOOLONG;
-	if ((rc = cluster_state_pack(st, &buf, &len)) < 0)
-		goto cleanup;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
@@ -76,7 +84,6 @@ cleanup:
 		close(fd);
 	if (rc < 0)
 		unlink(tmp);
-	free(buf);
 	return rc;
 }
 

@@ -72,6 +72,9 @@
 
 /* Persisting state is coalesced: at most this long after a change. */
 #define VIREO_PERSIST_DELAY_MS(t)  ((t) / 20u)
+/* The write runs in a worker (a slow disk must not hold the loop); at stop
+ * vireod waits this long for one in flight before it writes the last state. */
+#define VIREO_PERSIST_STOP_WAIT_MS(t) (t)
 
 /* A client request that proposes operations gives up after this long
  * without them being applied (e.g. membership churn). */

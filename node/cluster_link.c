@@ -9,6 +9,7 @@
 
 #include "build-config.h"
 #include "cluster/persist.h"
+#include "util/workq.h"
 #include "cluster/timeouts.h"
 #include "node/daemon.h"
 
@@ -54,10 +55,85 @@ int node_persist_now(struct node_daemon *d)
 	return rc;
 }
 
+/* A state packed on the loop, written and fsynced by the "state" worker:
+ * a slow local disk must not hold the loop. One write at a time; a change
+ * during a write is written after it. */
+struct persist_job {
+	struct node_daemon *d;
+	const char *dir;
+	uint8_t *buf;
+	size_t len;
+	uint64_t version;
+	int rc;
+};
+
+static void persist_work(void *arg)
+{
+	struct persist_job *j = arg;
+
+	j->rc = cluster_persist_write(j->dir, j->buf, j->len);
+}
+
+static void persist_start(struct node_daemon *d);
+
+static void persist_done(void *arg, int rc)
+{
+	struct persist_job *j = arg;
+	struct node_daemon *d = j->d;
+
+	d->persist_writing = false;
+	if (rc < 0)
+		d->persist_pending = true;       /* never ran: node_cluster_stop writes it */
+	else if (j->rc < 0) {
+		qb_log(LOG_ERR, "cannot save the cluster state (version %" PRIu64 ") in %s: %s; the "
+		       "state is kept in memory and on the other members, free space there",
+		       j->version, d->cfg.state_dir, strerror(-j->rc));
+		d->persist_pending = true;       /* the next change, or the stop, tries again */
+	}
+	free(j->buf);
+	free(j);
+	if (rc == 0 && d->persist_again) {
+		d->persist_again = false;
+		persist_start(d);
+	}
+}
+
+static void persist_start(struct node_daemon *d)
+{
+	const cluster_state *st = d->engine ? cluster_engine_state(d->engine) : d->loaded_state;
+	struct persist_job *j;
+	int rc = -ENOMEM;
+
+	if (d->persist_writing) {
+		d->persist_again = true;
+		return;
+	}
+	d->persist_pending = false;
+	if (!st)
+		return;
+	if (!(j = calloc(1, sizeof(*j))) || (rc = cluster_state_pack(st, &j->buf, &j->len)) < 0)
+		goto fail;
+	j->d = d;
+	j->dir = d->cfg.state_dir;
+	j->version = st->version;
+	if ((rc = util_workq_submit(d->persist_q, NULL, "saving the cluster state", persist_work,
+				    persist_done, j)) < 0)
+		goto fail;
+	d->persist_writing = true;
+	return;
+fail:
+	qb_log(LOG_ERR, "cannot save the cluster state: %s", strerror(-rc));
+	d->persist_pending = true;
+	if (j)
+		free(j->buf);
+	free(j);
+}
+
 static void persist_timer_fired(void *data)
 {
+	((struct node_daemon *)data)->persist_timer_armed = false;
 	node_busy_begin(data, "saving the cluster state");
-	node_persist_now(data);
+	persist_start(data);
 	node_busy_end(data);
 }
 
@@ -65,9 +141,9 @@ static void on_state_changed(void *ctx)
 {
 	struct node_daemon *d = ctx;
 
-	if (d->persist_pending)
+	if (d->persist_timer_armed)
 		return;
-	d->persist_pending = true;
+	d->persist_timer_armed = true;
 	qb_loop_timer_add(d->loop, QB_LOOP_LOW, VIREO_PERSIST_DELAY_MS(d->token_ms) * NS_PER_MS,
 			  d, persist_timer_fired, &d->persist_timer);
 }
@@ -293,9 +369,12 @@ static void schedule_tick(struct node_daemon *d)
 
 int node_cluster_start(struct node_daemon *d)
 {
+	struct util_workq_params wq = { .loop = d->loop, .name = "state", .threads = 1 };
 	int rc;
 
 	d->token_ms = d->cfg.token_ms ? d->cfg.token_ms : VIREO_DEFAULT_TOKEN_MS;
+	if ((rc = util_workq_new(&wq, &d->persist_q)) < 0)
+		return rc;
 	rc = cluster_persist_load(d->cfg.state_dir, &d->loaded_state);
 	if (rc == -ENOENT) {
 		qb_log(LOG_NOTICE, "no saved cluster state in %s: starting empty", d->cfg.state_dir);
@@ -322,8 +401,19 @@ int node_cluster_start(struct node_daemon *d)
 void node_cluster_stop(struct node_daemon *d)
 {
 	disconnect(d);
-	if (d->persist_pending)
+	if (d->persist_timer_armed) {
+		qb_loop_timer_del(d->loop, d->persist_timer);
+		d->persist_timer_armed = false;
+		d->persist_pending = true;
+	}
+	/* A write in flight finishes (or its disk hangs: it is abandoned, and
+	 * so is the last write, which would hang alike); then the last state. */
+	if (util_workq_free(d->persist_q, VIREO_PERSIST_STOP_WAIT_MS(d->token_ms)))
+		qb_log(LOG_ERR, "the cluster state's last write has not finished; the state on "
+		       "disk may be older than this node's (the other members have it)");
+	else if (d->persist_pending || d->persist_again)
 		node_persist_now(d);
+	d->persist_q = NULL;
 	cluster_engine_free(d->engine);
 	d->engine = NULL;
 	cluster_state_free(d->loaded_state);

@@ -21,6 +21,7 @@ struct node_leases;
 struct node_fence;
 struct node_stall;
 struct node_hv_calls;
+struct util_workq;
 struct hv_driver;
 struct hv_conn;
 struct hv_vm_info;
@@ -52,7 +53,11 @@ struct node_daemon {
 	qb_loop_timer_handle reconnect_timer;
 	qb_loop_timer_handle tick_timer;
 	qb_loop_timer_handle persist_timer;
-	bool persist_pending;
+	bool persist_timer_armed;            /* a change waits VIREO_PERSIST_DELAY_MS */
+	bool persist_pending;                /* a change not written (or its write failed) */
+	bool persist_writing;                /* a write runs in persist_q */
+	bool persist_again;                  /* a change came during the write */
+	struct util_workq *persist_q;        /* writes and fsyncs the state file */
 	struct node_ipc_server *ipc;
 	struct node_pending *pending;
 	struct node_change_waiter *change_waiters;   /* group_requests.c: groups, node modes */
@@ -61,6 +66,8 @@ struct node_daemon {
 	/* VMs and storage */
 	struct store *store;                 /* images in cfg.pool_dir (sharedstore/images.h) */
 	struct node_pool_watch *pool;        /* pool_watch.c */
+	struct util_workq *pool_io;          /* pool_io.c: the pool's I/O in worker threads */
+	bool pool_io_abandoned;              /* a job still ran at stop: keep the store */
 	struct node_vms *vms;                /* vm_local.c: the local resource manager */
 	struct node_vm_waiter *vm_waiters;   /* vm_requests.c: clients waiting for a VM */
 	struct node_migrations *migrations;  /* vm_migrate.c */
