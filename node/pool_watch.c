@@ -15,6 +15,7 @@
 
 #include "cluster/timeouts.h"
 #include "node/daemon.h"
+#include "node/pool_io.h"
 #include "sharedstore/images.h"
 #include "sharedstore/pool.h"
 
@@ -79,20 +80,54 @@ static bool is_new_pool(const struct node_daemon *d, const struct store_pool_sta
 	       !cluster_pool_id(d)[0];
 }
 
-static void init_pool(struct node_daemon *d)
+/* Writing the new pool's id waits on the pool: a pool worker does it. */
+struct pool_init {
+	char dir[sizeof(((struct node_config *)0)->pool_dir)];
+	char id[STORE_POOL_ID_LEN + 1];
+	char err[STORE_REASON_LEN];
+	int rc;
+};
+
+static void init_work(struct store *st, void *arg)
 {
-	char id[STORE_POOL_ID_LEN + 1] = "", err[STORE_REASON_LEN];
+	struct pool_init *pi = arg;
+
+	(void)st;
+	pi->rc = store_pool_init(pi->dir, pi->id, pi->err, sizeof(pi->err));
+}
+
+static void init_done(struct node_daemon *d, void *arg, int rc)
+{
+	struct pool_init *pi = arg;
+
+	if (rc < 0)
+		;                        /* vireod stops */
+	else if (pi->rc == 0)
+		qb_log(LOG_NOTICE, "initialised the shared pool %s: id %s", pi->dir, pi->id);
+	else if (pi->rc == -EEXIST)
+		qb_log(LOG_NOTICE, "another node initialised the shared pool %s first: id %s",
+		       pi->dir, pi->id);
+	else
+		qb_log(LOG_ERR, "cannot initialise the shared pool %s: %s", pi->dir, pi->err);
+	free(pi);
+	if (rc == 0 && d->pool)
+		schedule_check(d, 0);
+}
+
+/* 0 when the check comes again once the pool is initialised. */
+static int init_pool(struct node_daemon *d)
+{
+	struct pool_init *pi = calloc(1, sizeof(*pi));
 	int rc;
 
 	d->pool->init_tried = true;
-	rc = store_pool_init(d->cfg.pool_dir, id, err, sizeof(err));
-	if (rc == 0)
-		qb_log(LOG_NOTICE, "initialised the shared pool %s: id %s", d->cfg.pool_dir, id);
-	else if (rc == -EEXIST)
-		qb_log(LOG_NOTICE, "another node initialised the shared pool %s first: id %s",
-		       d->cfg.pool_dir, id);
-	else
-		qb_log(LOG_ERR, "cannot initialise the shared pool %s: %s", d->cfg.pool_dir, err);
+	if (!pi)
+		return -ENOMEM;
+	snprintf(pi->dir, sizeof(pi->dir), "%s", d->cfg.pool_dir);
+	if ((rc = node_pool_io_submit(d, NODE_POOL_STORE, "initialising the pool", init_work,
+				      init_done, pi)) < 0)
+		free(pi);
+	return rc;
 }
 
 static void record(struct node_daemon *d, const struct store_pool_status *st)
@@ -129,9 +164,10 @@ static void finish_check(struct node_daemon *d)
 		return;
 	stop_probe(d);
 	if (is_new_pool(d, &st) && !w->init_tried) {
-		init_pool(d);
-		schedule_check(d, 0);
-		return;
+		if (init_pool(d) == 0)
+			return;
+		qb_log(LOG_ERR, "cannot initialise the shared pool %s: vireod is out of memory or "
+		       "stopping", d->cfg.pool_dir);
 	}
 	record(d, &st);
 	schedule_check(d, VIREO_POOL_CHECK_MS(d->token_ms));
@@ -190,6 +226,10 @@ int node_pool_watch_start(struct node_daemon *d)
 		       strerror(-rc));
 		return rc;
 	}
+	if ((rc = node_pool_io_start(d)) < 0) {
+		qb_log(LOG_ERR, "cannot start the shared pool's workers: %s", strerror(-rc));
+		return rc;
+	}
 	start_check(d);
 	return 0;
 }
@@ -203,7 +243,9 @@ void node_pool_watch_stop(struct node_daemon *d)
 		qb_loop_timer_del(d->loop, d->pool->next_timer);
 	free(d->pool);
 	d->pool = NULL;
-	store_close(d->store);
+	/* A job abandoned at exit still uses the store handle. */
+	if (!node_pool_io_stop(d))
+		store_close(d->store);
 	d->store = NULL;
 }
 

@@ -15,6 +15,7 @@
 
 #include "build-config.h"
 #include "node/daemon.h"
+#include "node/pool_io.h"
 #include "node/ipc.h"
 
 #define BLACKBOX_BYTES (2 * 1024 * 1024)
@@ -220,6 +221,9 @@ int main(int argc, char **argv)
 	qb_loop_run(d.loop);
 	rc = 0;
 cleanup:
+	/* First: what the pool's workers finished may still propose, and the
+	 * waiters it makes are answered just below. */
+	node_pool_io_stop(&d);
 	node_requests_expire(&d, true, "vireod is shutting down");
 	node_vm_requests_expire(&d, true, "vireod is shutting down");
 	node_ipc_server_stop(d.ipc);

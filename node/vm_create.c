@@ -1,6 +1,6 @@
-/* vireo vm create's checks and disks: what vireod verifies before it
- * changes anything (boot files, the pool, the images), and the owned disks
- * it creates (and deletes again when the create fails). */
+/* vireo vm create's checks: what vireod verifies before it changes
+ * anything (boot files, the pool's state, the disks, the placement). The
+ * disks themselves are made in a pool worker (vm_disks.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -99,117 +99,35 @@ bool node_vm_store_ready(struct node_daemon *d, struct node_ipc_call *call)
 	return true;
 }
 
-/* The boot image becomes disk 1, not owned: it outlives the VM. */
-bool node_vm_fill_boot_disk(struct node_daemon *d, struct node_ipc_call *call,
-			   const cluster_state *cs, Vireo__VmDisk *disk, const char *image)
+/* The boot image becomes disk 1, not owned: it outlives the VM, and it
+ * belongs to one VM. The owned disks' sizes must be ones qemu-img makes.
+ * What the pool holds is read in a worker (vm_disks.c). */
+bool node_vm_disks_fit(struct node_ipc_call *call, const cluster_state *cs,
+		       const Vireo__VmSpec *spec)
 {
-	struct store_image_info info;
 	const Vireo__Vm *user;
-	int rc;
+	char err[256];
 
-	if ((rc = store_image_info(d->store, image, &info)) < 0) {
-		node_ipc_reply_outcome(call, rc == -ENOENT || rc == -EINVAL ?
-				       VIREO__OUTCOME__OUTCOME_INVALID : VIREO__OUTCOME__OUTCOME_FAILED,
-				       "%s", store_error(d->store));
-		return false;
-	}
-	if ((user = image_user(cs, image))) {
+	if (spec->boot_disk[0] && (user = image_user(cs, spec->boot_disk))) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "image %s is a disk of VM %s already; an image belongs to one VM",
-				       image, user->spec->name);
+				       spec->boot_disk, user->spec->name);
 		return false;
 	}
-	disk->size_mib = info.virtual_bytes >> 20;
-	if (!disk->size_mib)
-		disk->size_mib = 1;
-	disk->format = (char *)store_format_name(info.format);
-	return true;
-}
-
-/* The VM's own disks must not exist yet: vireod never adopts or deletes
- * an image it did not make for this VM. */
-bool node_vm_owned_disks_free(struct node_daemon *d, struct node_ipc_call *call,
-			     const Vireo__VmSpec *spec)
-{
-	struct store_image_info info;
-	char err[256];
-	int rc;
-
 	for (size_t i = 0; i < spec->n_disks; i++) {
 		const Vireo__VmDisk *disk = spec->disks[i];
+		uint64_t bytes;
 
 		if (!disk->owned)
 			continue;
-		uint64_t bytes = disk->size_mib > (UINT64_MAX >> 20) ? UINT64_MAX : disk->size_mib << 20;
-
+		bytes = disk->size_mib > (UINT64_MAX >> 20) ? UINT64_MAX : disk->size_mib << 20;
 		if (store_image_size_check(bytes, err, sizeof(err)) < 0) {
 			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "disk %zu: %s",
 					       i + 1, err);
 			return false;
 		}
-		rc = store_image_info(d->store, disk->image, &info);
-		if (rc == 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
-					       "an image named %s exists already in the shared pool; "
-					       "a VM's disks are named NAME-diskN, so choose another "
-					       "VM name or remove that image", disk->image);
-			return false;
-		}
-		if (rc != -ENOENT) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "%s",
-					       store_error(d->store));
-			return false;
-		}
 	}
 	return true;
-}
-
-/* Creates the owned disks; on failure deletes those made so far and
- * answers. The names made are handed to the waiter. */
-bool node_vm_make_disks(struct node_daemon *d, struct node_ipc_call *call, const Vireo__VmSpec *spec,
-		       char ***images, size_t *n_images)
-{
-	char **made = calloc(spec->n_disks + 1, sizeof(*made));
-	size_t n = 0;
-
-	if (!made) {
-		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
-		return false;
-	}
-	for (size_t i = 0; i < spec->n_disks; i++) {
-		const Vireo__VmDisk *disk = spec->disks[i];
-		enum store_format fmt;
-		int rc;
-
-		if (!disk->owned)
-			continue;
-		store_format_parse(disk->format, &fmt);
-		if (!(made[n] = strdup(disk->image))) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-					       "vireod is out of memory");
-			goto fail;
-		}
-		rc = store_image_create(d->store, disk->image, disk->size_mib << 20, fmt, 0);
-		if (rc < 0) {
-			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
-					       "cannot create disk image %s: %s; nothing was changed",
-					       disk->image, store_error(d->store));
-			free(made[n]);
-			made[n] = NULL;
-			goto fail;
-		}
-		n++;
-	}
-	*images = made;
-	*n_images = n;
-	return true;
-fail:
-	for (size_t i = 0; i < n; i++)
-		if (store_image_delete(d->store, made[i]) < 0)
-			qb_log(LOG_WARNING, "cannot delete image %s after a failed create: %s",
-			       made[i], store_error(d->store));
-	node_vm_free_images(made, n);
-	return false;
 }
 
 /* Where the VM may go and what it belongs to: --prefer names become node

@@ -36,6 +36,8 @@
 #define CMDLINE_MAX 2048u
 #define DISK_SUFFIX_MAX sizeof("-disk16")
 #define MSG_MAX 512
+/* Why an image made for a create is deleted again. */
+#define REFUSED_IMAGE "made for the VM, which was not created"
 
 enum vm_phase {
 	PHASE_APPLIED,    /* our operation is proposed: wait until it is applied here */
@@ -338,11 +340,9 @@ static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 		return !propose_join(d, w);
 	if (w->job == JOB_CREATE && !w->created && refused) {
 		/* Nothing lost, nothing left: the disks were made for this VM only. */
-		for (size_t i = 0; i < w->n_images; i++)
-			if (store_image_delete(d->store, w->images[i]) < 0)
-				qb_log(LOG_WARNING, "cannot delete image %s made for VM %s, which the "
-				       "cluster refused: %s", w->images[i], w->name,
-				       store_error(d->store));
+		node_vm_delete_images(d, w->name, w->images, w->n_images, false, NULL, REFUSED_IMAGE);
+		w->images = NULL;
+		w->n_images = 0;
 		if (cluster_vm_find(cs, w->name))
 			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_INVALID, NULL,
 				 "a VM named %s exists already (another request created it "
@@ -354,9 +354,6 @@ static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 		return true;
 	}
 	if (w->job == JOB_DELETE) {
-		char kept[MSG_MAX / 2] = "";
-		size_t len = 0, failed = 0;
-
 		if (refused) {
 			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_FAILED, w->name, "%s",
 				 rc == -EBUSY ? "the cluster refused to delete the VM: it was "
@@ -364,27 +361,17 @@ static bool own_applied(struct node_daemon *d, struct node_vm_waiter *w, int rc)
 				 "the cluster refused to delete the VM; see vireo vm show");
 			return true;
 		}
-		for (size_t i = 0; i < w->n_images && w->purge; i++) {
-			if (store_image_delete(d->store, w->images[i]) == 0)
-				continue;
-			qb_log(LOG_WARNING, "VM %s deleted, but not its image %s: %s", w->name,
-			       w->images[i], store_error(d->store));
-			if (len < sizeof(kept))
-				len += snprintf(kept + len, sizeof(kept) - len, "%s%s (%s)",
-						failed ? ", " : "", w->images[i], store_error(d->store));
-			failed++;
+		if (w->purge) {
+			/* The pool worker answers once the images are gone. */
+			node_vm_delete_images(d, w->name, w->images, w->n_images, true, w->call,
+					      "of the deleted VM");
+			w->images = NULL;
+			w->n_images = 0;
+			return true;
 		}
-		if (w->purge && node_vm_remove_console(d, w->name) < 0)
-			qb_log(LOG_WARNING, "VM %s deleted, but not its console log", w->name);
-		if (failed)
-			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
-				 "VM %s is deleted, but %zu of its disk images remain in the pool: %s",
-				 w->name, failed, kept);
-		else
-			reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
-				 !w->purge && w->n_images ? "VM %s is deleted; its disk images "
-				 "are kept (vireo vm delete --purge deletes them)" : "VM %s is deleted",
-				 w->name);
+		reply_vm(d, w->call, VIREO__OUTCOME__OUTCOME_OK, NULL,
+			 w->n_images ? "VM %s is deleted; its disk images are kept (vireo vm "
+			 "delete --purge deletes them)" : "VM %s is deleted", w->name);
 		return true;
 	}
 	if (refused) {
@@ -493,32 +480,38 @@ void node_vm_reply(struct node_daemon *d, struct node_ipc_call *call, Vireo__Out
 
 /* ---------------------------------------------------------------- create */
 
-static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
-			  const Vireo__VmCreateRequest *r)
-{
-	const cluster_state *cs;
-	const Vireo__VmSpec *in = r->spec;
+/* The spec of a VM being created, with the storage it points into. */
+struct create_parts {
 	Vireo__VmSpec spec;
 	Vireo__VmDisk disks[CLUSTER_VM_MAX_DISKS];
 	Vireo__VmDisk *ptrs[CLUSTER_VM_MAX_DISKS];
 	char names[CLUSTER_VM_MAX_DISKS][CLUSTER_NAME_MAX + DISK_SUFFIX_MAX];
 	char uuid[64];
-	char err[256];
 	uint32_t preferred[NODE_VM_MAX_PREFERRED];
-	Vireo__Op op = VIREO__OP__INIT;
-	Vireo__VmCreate create = VIREO__VM_CREATE__INIT;
-	struct node_vm_waiter *w;
-	char **images = NULL;
-	size_t n_images = 0, n = 0, owned = 0, suffix;
+};
+
+/* Builds the spec from the request and checks everything that needs no
+ * pool I/O, against the state as it is now: run before the disks are made
+ * and again once they are. False once it has answered. */
+static bool create_checked(struct node_daemon *d, struct node_ipc_call *call,
+			   const Vireo__VmCreateRequest *r, struct create_parts *p)
+{
+	const cluster_state *cs;
+	const Vireo__VmSpec *in = r->spec;
+	Vireo__VmSpec spec;
+	Vireo__VmDisk *disks = p->disks;
+	Vireo__VmDisk **ptrs = p->ptrs;
+	char err[256];
+	size_t n = 0, owned = 0, suffix;
 
 	if (!in) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "the request carries no VM spec");
-		return;
+		return false;
 	}
 	if (!d->engine) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_NOT_QUORATE, NODE_NEVER_CONNECTED_MSG);
-		return;
+		return false;
 	}
 	cs = cluster_engine_state(d->engine);
 	spec = *in;
@@ -526,7 +519,7 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "a VM has at most %u disks, its boot disk included",
 				       CLUSTER_VM_MAX_DISKS);
-		return;
+		return false;
 	}
 	if (in->boot_disk[0]) {
 		vireo__vm_disk__init(&disks[n]);
@@ -543,12 +536,12 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 				       "VM name %s is too long for its disks, which are named NAME-diskN: "
 				       "with %zu disk(s) a VM's name has at most %zu characters",
 				       in->name, in->n_disks, CLUSTER_NAME_MAX - suffix);
-		return;
+		return false;
 	}
 	for (size_t i = 0; i < in->n_disks; i++) {
 		vireo__vm_disk__init(&disks[n]);
-		snprintf(names[n], sizeof(names[n]), "%s-disk%zu", in->name, ++owned);
-		disks[n].image = names[n];
+		snprintf(p->names[n], sizeof(p->names[n]), "%s-disk%zu", in->name, ++owned);
+		disks[n].image = p->names[n];
 		disks[n].size_mib = in->disks[i]->size_mib;
 		disks[n].format = in->disks[i]->format[0] ? in->disks[i]->format : "qcow2";
 		disks[n].owned = true;
@@ -558,12 +551,12 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	spec.disks = ptrs;
 	spec.n_disks = n;
 	if (!in->uuid[0]) {
-		if (node_vm_new_uuid(uuid, sizeof(uuid)) < 0) {
+		if (node_vm_new_uuid(p->uuid, sizeof(p->uuid)) < 0) {
 			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_FAILED,
 					       "cannot read a new uuid from /proc/sys/kernel/random/uuid");
-			return;
+			return false;
 		}
-		spec.uuid = uuid;
+		spec.uuid = p->uuid;
 	}
 	if (r->node[0]) {
 		const Vireo__NodeInfo *pin = cluster_state_node_by_name(cs, r->node);
@@ -573,47 +566,56 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 			node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 					       "no node named %s in this cluster; see vireo node list",
 					       r->node);
-			return;
+			return false;
 		}
 	}
-	if (!node_vm_fill_placement(call, cs, r, &spec, preferred))
-		return;
+	if (!node_vm_fill_placement(call, cs, r, &spec, p->preferred))
+		return false;
 	if (cluster_vm_spec_check(cs, &spec, err, sizeof(err)) < 0) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID, "%s", err);
-		return;
+		return false;
 	}
 	if (!spec.kernel[0] && (spec.initrd[0] || spec.cmdline[0])) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "--initrd and --cmdline go with --kernel, not with --boot-disk");
-		return;
+		return false;
 	}
 	if (strlen(spec.cmdline) > CMDLINE_MAX) {
 		node_ipc_reply_outcome(call, VIREO__OUTCOME__OUTCOME_INVALID,
 				       "the kernel command line has at most %u characters", CMDLINE_MAX);
-		return;
+		return false;
 	}
 	if (spec.kernel[0] && !node_vm_boot_file_ok(d, call, "kernel", spec.kernel))
-		return;
+		return false;
 	if (spec.initrd[0] && !node_vm_boot_file_ok(d, call, "initrd", spec.initrd))
+		return false;
+	if (!node_vm_disks_fit(call, cs, &spec))
+		return false;
+	p->spec = spec;
+	return true;
+}
+
+/* Proposes the VM; images were made for it (taken). */
+static void create_propose(struct node_daemon *d, struct node_ipc_call *call,
+			   const Vireo__VmCreateRequest *r, struct create_parts *p, char **images,
+			   size_t n_images)
+{
+	Vireo__VmSpec *spec = &p->spec;
+	Vireo__Op op = VIREO__OP__INIT;
+	Vireo__VmCreate create = VIREO__VM_CREATE__INIT;
+	struct node_vm_waiter *w;
+
+	if (!node_may_propose(d, call)) {
+		node_vm_delete_images(d, spec->name, images, n_images, false, NULL, REFUSED_IMAGE);
 		return;
-	if (spec.n_disks && !node_vm_store_ready(d, call))
-		return;
-	if (spec.boot_disk[0] && !node_vm_fill_boot_disk(d, call, cs, &disks[0], spec.boot_disk))
-		return;
-	if (!node_vm_owned_disks_free(d, call, &spec) || !node_may_propose(d, call))
-		return;
-	if (!node_vm_make_disks(d, call, &spec, &images, &n_images))
-		return;
-	if (!(w = waiter_new(d, call, JOB_CREATE, spec.name))) {
-		/* Unreachable in practice; the disks are not leaked to the pool. */
-		for (size_t i = 0; i < n_images; i++)
-			store_image_delete(d->store, images[i]);
-		node_vm_free_images(images, n_images);
+	}
+	if (!(w = waiter_new(d, call, JOB_CREATE, spec->name))) {
+		node_vm_delete_images(d, spec->name, images, n_images, false, NULL, REFUSED_IMAGE);
 		return;
 	}
 	w->images = images;
 	w->n_images = n_images;
-	create.spec = &spec;
+	create.spec = spec;
 	create.start = r->start;
 	if (r->group[0]) {
 		/* Created stopped, it joins its group, then starts: its first
@@ -625,13 +627,49 @@ static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
 	op.body_case = VIREO__OP__BODY_VM_CREATE;
 	op.vm_create = &create;
 	if (!propose_for(d, w, &op, create.start ? PHASE_RUNNING : PHASE_APPLIED)) {
-		for (size_t i = 0; i < n_images; i++)
-			store_image_delete(d->store, images[i]);
+		node_vm_delete_images(d, w->name, w->images, w->n_images, false, NULL, REFUSED_IMAGE);
+		w->images = NULL;
+		w->n_images = 0;
 		waiter_drop(d, w);
 		return;
 	}
-	qb_log(LOG_INFO, "proposed VM %s (%u vCPUs, %llu MiB, %zu disks made here)", spec.name,
-	       spec.vcpus, (unsigned long long)spec.memory_mib, n_images);
+	qb_log(LOG_INFO, "proposed VM %s (%u vCPUs, %llu MiB, %zu disks made here)", spec->name,
+	       spec->vcpus, (unsigned long long)spec->memory_mib, n_images);
+}
+
+/* The disks are made (in a pool worker): check again, since the state may
+ * have changed meanwhile, then propose. */
+static void create_disks_ready(struct node_daemon *d, struct node_ipc_call *call,
+			       const Vireo__VmCreateRequest *r, struct node_vm_disks *dk)
+{
+	struct create_parts p;
+
+	if (!create_checked(d, call, r, &p)) {
+		node_vm_delete_images(d, r->spec->name, dk->images, dk->n_images, false, NULL,
+				      REFUSED_IMAGE);
+		return;
+	}
+	if (p.spec.boot_disk[0]) {
+		p.disks[0].size_mib = dk->boot_mib;
+		p.disks[0].format = (char *)dk->boot_format;
+	}
+	create_propose(d, call, r, &p, dk->images, dk->n_images);
+}
+
+static void handle_create(struct node_daemon *d, struct node_ipc_call *call,
+			  const Vireo__VmCreateRequest *r)
+{
+	struct create_parts p;
+
+	if (!create_checked(d, call, r, &p))
+		return;
+	if (!p.spec.n_disks) {
+		create_propose(d, call, r, &p, NULL, 0);
+		return;
+	}
+	if (!node_vm_store_ready(d, call) || !node_may_propose(d, call))
+		return;
+	node_vm_prepare_disks(d, call, r, &p.spec, create_disks_ready);
 }
 
 /* ---------------------------------------------------------------- actions */

@@ -17,17 +17,34 @@ bool node_vm_boot_file_ok(struct node_daemon *d, struct node_ipc_call *call, con
 			  const char *path);
 /* The pool is open and its last check passed. */
 bool node_vm_store_ready(struct node_daemon *d, struct node_ipc_call *call);
-/* The boot image exists, belongs to no VM; fills disk (not owned). */
-bool node_vm_fill_boot_disk(struct node_daemon *d, struct node_ipc_call *call,
-			    const cluster_state *cs, Vireo__VmDisk *disk, const char *image);
-/* None of the VM's owned disk images exists yet. */
-bool node_vm_owned_disks_free(struct node_daemon *d, struct node_ipc_call *call,
-			      const Vireo__VmSpec *spec);
-/* Creates the owned disks; *images (free with node_vm_free_images) names
- * those made. On failure deletes what it made. */
-bool node_vm_make_disks(struct node_daemon *d, struct node_ipc_call *call,
-			const Vireo__VmSpec *spec, char ***images, size_t *n_images);
+/* What can be checked of the disks without the pool: the boot image is no
+ * other VM's disk, the owned disks' sizes are valid. */
+bool node_vm_disks_fit(struct node_ipc_call *call, const cluster_state *cs,
+		       const Vireo__VmSpec *spec);
 void node_vm_free_images(char **images, size_t n);
+
+/* vm_disks.c: the pool's part of create and delete, in a pool worker. */
+struct node_vm_disks {
+	char **images;              /* the owned disks made; ready() takes them */
+	size_t n_images;
+	uint64_t boot_mib;          /* the boot disk's size and format, read from the pool */
+	const char *boot_format;
+};
+/* Runs on the loop once the disks are made; r is a copy of the request,
+ * valid during the call. Must propose, or delete dk->images again. */
+typedef void (*node_vm_disks_ready_fn)(struct node_daemon *d, struct node_ipc_call *call,
+				       const Vireo__VmCreateRequest *r, struct node_vm_disks *dk);
+/* Reads the boot image, checks that spec's owned disks do not exist yet,
+ * makes them (deleting them again if one fails), then calls ready; or
+ * answers the call with why not. 0, or < 0 (answered). */
+int node_vm_prepare_disks(struct node_daemon *d, struct node_ipc_call *call,
+			  const Vireo__VmCreateRequest *r, const Vireo__VmSpec *spec,
+			  node_vm_disks_ready_fn ready);
+/* Deletes images (taking them) and, with console, vm's console log. With a
+ * call, answers it as vm delete --purge does; without, logs what failed
+ * with why ("made for the VM, which the cluster refused"). 0 or < 0. */
+int node_vm_delete_images(struct node_daemon *d, const char *vm, char **images, size_t n,
+			  bool console, struct node_ipc_call *call, const char *why);
 /* --prefer (names to ids in spec), --group (must exist), --max-relocations. */
 #define NODE_VM_MAX_PREFERRED 32u
 #define NODE_VM_MAX_RELOCATIONS 100u
@@ -38,8 +55,6 @@ bool node_vm_fill_placement(struct node_ipc_call *call, const cluster_state *cs,
 void node_vm_handle_list(struct node_daemon *d, struct node_ipc_call *call, const char *name);
 void node_vm_handle_console(struct node_daemon *d, struct node_ipc_call *call,
 			    const Vireo__VmConsoleRequest *c);
-/* Deletes the VM's console log (a missing one is fine). 0 or -errno. */
-int node_vm_remove_console(struct node_daemon *d, const char *name);
 
 /* vm_requests.c, for the other request files: proposes op and answers
  * with the VM once it is applied here (or refused). */

@@ -14,15 +14,23 @@ SIGSTOPped for STOP_S seconds, then continued. Meanwhile:
     restarted or failed over;
   * once continued, n1's hypervisor answers again (node list, an event),
     and ha1 and plain are still the same boots, running on n1.
+
+Then the same for a qemu-img that hangs (a slow pool): in n1's mount
+namespace only, /usr/bin/qemu-img becomes a wrapper whose first run sleeps
+QEMU_IMG_HANG_S. A `vireo vm create` with a disk on n1 waits for it, while
+vireod on n1 answers status and console requests at once, keeps its pid,
+and the guests heartbeat on; the create then completes.
 """
 import json
 import os
 import signal
+import subprocess
+import threading
 import time
 
-from labtest import Lab, check, log, main, wait_until
+from labtest import LAB_TOOL, Lab, check, log, main, wait_until
 from failtest import QemuWatch, boots_before, events, put_ha_vm, wait_acked
-from vmtest import (cli_has_vm, create, current_boot, daemon_pid, ensure_guest, vm_list,
+from vmtest import (cli_has_vm, create, create_args, current_boot, daemon_pid, ensure_guest, vm_list,
                     wait_heartbeats_go_on, wait_ready, wait_vm)
 
 NODES = ["n1", "n2", "n3"]
@@ -43,6 +51,81 @@ def node_row(lab, via, name):
         if n["name"] == name:
             return n
     return None
+
+
+QEMU_IMG_HANG_S = 15.0
+
+
+def answers_quickly(lab, vireod, seconds, what):
+    """vireod on n1 answers status and ha1's console within CLI_ANSWER_S,
+    for seconds, with the same pid. Returns (slowest status, slowest console)."""
+    slow_status = slow_console = 0.0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        t = time.monotonic()
+        rc, _, err = lab.vireo("n1", "status", "--json", timeout=20)
+        slow_status = max(slow_status, time.monotonic() - t)
+        check(rc == 0, "vireo status on n1 failed while %s: %s", what, err)
+        t = time.monotonic()
+        rc, out, err = lab.vireo("n1", "vm", "console", "ha1", timeout=20)
+        slow_console = max(slow_console, time.monotonic() - t)
+        check(rc == 0 and "HEARTBEAT" in out, "vireo vm console ha1 on n1 failed while %s "
+              "(exit %d): %s", what, rc, err.strip() or out[-200:])
+        time.sleep(0.5)
+    check(daemon_pid(lab, "n1", "vireod") == vireod, "vireod on n1 was replaced while %s", what)
+    check(slow_status <= CLI_ANSWER_S and slow_console <= CLI_ANSWER_S, "vireod on n1 took "
+          "%.2f s (status) / %.2f s (console) to answer while %s: its loop waited",
+          slow_status, slow_console, what)
+    return slow_status, slow_console
+
+
+def hanging_qemu_img(lab, watch, before, vireod):
+    """A qemu-img that hangs on n1: the create waits, nothing else does."""
+    # In n1's own /run (a tmpfs of its mount namespace), so nothing of it
+    # is seen outside n1, and it goes with the lab.
+    d = "/run/vireo-test"
+    flag, wrapper, real = f"{d}/hang-once", f"{d}/qemu-img.slow", f"{d}/qemu-img.real"
+    script = (f"#!/bin/sh\n[ -e {flag} ] && rm -f {flag} && sleep {QEMU_IMG_HANG_S:.0f}\n"
+              f"exec {real} \"$@\"\n")
+    p = lab.exec("n1", "sh", "-c", f"mkdir -p {d} && printf '%s' '{script}' > {wrapper} && "
+                 f"chmod 755 {wrapper} && touch {real} && "
+                 f"mount --bind /usr/bin/qemu-img {real} && mount --bind {wrapper} /usr/bin/qemu-img")
+    check(p.returncode == 0, "cannot put the slow qemu-img in place on n1: %s", p.stderr)
+    try:
+        check(lab.exec("n1", "touch", flag).returncode == 0, "cannot arm the slow qemu-img")
+        t0 = time.monotonic()
+        creating = subprocess.Popen([LAB_TOOL, "exec", "n1", "vireo",
+                                     *create_args("slowdisk", disks="16M", start=False)],
+                                    env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+        created = {}
+
+        def wait_created():
+            created["out"], created["err"] = creating.communicate(timeout=120)
+            created["took"] = time.monotonic() - t0
+
+        waiter = threading.Thread(target=wait_created, daemon=True)
+        waiter.start()
+        time.sleep(1.0)
+        check(creating.poll() is None, "vm create did not wait for the hanging qemu-img: %s",
+              created)
+        slow = answers_quickly(lab, vireod, QEMU_IMG_HANG_S - 4.0, "qemu-img hangs")
+        log(f"while qemu-img hung: status answered in at most {slow[0]:.3f} s, the console "
+            f"in {slow[1]:.3f} s")
+        waiter.join(120)
+        check("took" in created, "vm create did not end")
+        check(creating.returncode == 0, "vm create with the slow qemu-img failed (exit %d): %s",
+              creating.returncode, created["err"].strip() or created["out"].strip())
+        took = created["took"]
+        check(QEMU_IMG_HANG_S - 1 <= took <= QEMU_IMG_HANG_S + 5, "vm create took %.1f s with "
+              "qemu-img hanging %.0f s", took, QEMU_IMG_HANG_S)
+        log(f"vm create waited {took:.1f} s for the qemu-img that hung {QEMU_IMG_HANG_S:.0f} s, "
+            f"then succeeded")
+        for n in ("ha1", "plain"):
+            wait_heartbeats_go_on(lab, n, before[n][0], count=2)
+            check(watch.hosts_of(n) == {"n1"}, "%s runs on %s", n, watch.hosts_of(n))
+    finally:
+        lab.exec("n1", "sh", "-c", f"umount /usr/bin/qemu-img; umount {real}; rm -rf {d}")
 
 
 def test(lab: Lab):
@@ -126,6 +209,7 @@ def test(lab: Lab):
               "no event says n1's hypervisor stalled: %s", texts[-8:])
         check(any("node n1: its hypervisor answers again" in t for t in texts),
               "no event says n1's hypervisor answers again: %s", texts[-8:])
+        hanging_qemu_img(lab, watch, before, vireod)
         watch.check()
         log(f"qemu scans {watch.scans}; ha1 and plain never stopped, vireod {vireod} lived on")
     finally:
