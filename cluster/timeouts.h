@@ -42,7 +42,11 @@
  * guests and vireod itself, so the cluster sees the node leave and fails it
  * over; a vireod that dies outright is noticed at once (the socket closes).
  *
- * All macros take the token in milliseconds and give milliseconds. */
+ * All macros take the token in milliseconds and give milliseconds.
+ * tools/vireo-timeouts prints them all for a token (--token MS, --json):
+ * the Python tests and the chaos bounds read them from it, so this file is
+ * their one source; tests/unit/check-timeouts-listed fails when a macro
+ * here is missing from it. */
 #ifndef VIREO_CLUSTER_TIMEOUTS_H
 #define VIREO_CLUSTER_TIMEOUTS_H
 

@@ -29,14 +29,15 @@ import threading
 import time
 
 from labtest import LAB_TOOL, TestFailure, check, log, wait_until
+from timeouts import T
 import vmtest
 
 CG_ROOT = "/sys/fs/cgroup/freezer/vireo-lab"
 
-# cluster/timeouts.h with the lab's token (1000 ms).
-TOKEN_S = 1.0
-DETECTION_S = 2.2 * TOKEN_S          # VIREO_DETECTION_MS
-FENCE_DELAY_S = 1.0 * TOKEN_S        # VIREO_FENCE_DELAY_MS: skew T/4 + self-fence T/2 + kill T/4
+# cluster/timeouts.h with the lab's token (tests/integration/timeouts.py).
+TOKEN_S = T.TOKEN
+DETECTION_S = T.DETECTION            # VIREO_DETECTION_MS
+FENCE_DELAY_S = T.FENCE_DELAY        # VIREO_FENCE_DELAY_MS: skew T/4 + self-fence T/2 + kill T/4
 # Placement, define, start and the test guest's boot (~2 s under TCG on an
 # idle machine) take a few seconds; CI machines are busy and the lab runs
 # every host on 2 cores: a generous margin.

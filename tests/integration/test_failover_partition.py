@@ -21,6 +21,7 @@ at once:
 import time
 
 from labtest import Lab, check, converged, log, main, wait_until
+from timeouts import T
 from failtest import (DETECTION_S, FAILOVER_BOUND_S, FENCE_DELAY_S, TOKEN_S, Watch, boots_before,
                       check_recovered_disk, check_single_boot_since, events, failover_events,
                       lab_cmd_async, log_where, put_ha_vm, vireod_log, wait_acked, wait_back)
@@ -28,7 +29,7 @@ from vmtest import (cli_has_vm, current_boot, ensure_guest, vm_cmd, vm_list, wai
                     wait_heartbeats_go_on, wait_ready, wait_vm)
 
 NODES = ["n1", "n2", "n3"]
-SELF_FENCE_S = 0.5 * TOKEN_S      # VIREO_SELF_FENCE_MS
+SELF_FENCE_S = T.SELF_FENCE       # VIREO_SELF_FENCE_MS
 SLACK_S = 1.5                     # a busy 2-core machine
 PAUSE_S = 6.0                     # > detection + fence delay (3.2 s)
 SETTLE_WATCH_S = 7.0              # two reconcile passes (3 T) after things settle

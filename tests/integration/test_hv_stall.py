@@ -29,16 +29,17 @@ import threading
 import time
 
 from labtest import LAB_TOOL, Lab, check, log, main, wait_until
+from timeouts import T
 from failtest import QemuWatch, boots_before, events, put_ha_vm, wait_acked
 from vmtest import (cli_has_vm, create, create_args, current_boot, daemon_pid, ensure_guest, vm_list,
                     wait_heartbeats_go_on, wait_ready, wait_vm)
 
 NODES = ["n1", "n2", "n3"]
 STOP_S = 30.0
-# With T = 1 s: the next reconcile pass's list (VIREO_VM_RECONCILE_MS, 3 T)
-# is the first call to hang, stalled after VIREO_HV_STALL_MS (4 T), seen by
-# the next probe (T/4); plus slack for the announce and the CLI's polling.
-STALLED_WITHIN_S = 10.0
+# The next reconcile pass's list is the first call to hang, stalled after
+# VIREO_HV_STALL_MS, seen by the next probe; plus slack for the announce and
+# the CLI's polling.
+STALLED_WITHIN_S = T.VM_RECONCILE + T.HV_STALL + T.HV_STALL_PROBE + 2.0
 # The CLI's answer from n1 while libvirtd is stopped: the loop does not
 # wait on libvirt, so a round trip through the cluster, not seconds.
 CLI_ANSWER_S = 1.0

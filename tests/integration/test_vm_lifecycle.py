@@ -19,6 +19,7 @@ import subprocess
 import time
 
 from labtest import LAB_TOOL, Lab, TestFailure, check, log, main, wait_until
+from timeouts import T
 from vmtest import (CMDLINE, INITRD, KERNEL, boots, check_virsh_agrees, cli_has_vm,
                     console_text, create, create_args, current_boot, ensure_guest, heartbeats,
                     images, pool_dir, vm_cmd, vm_list, vm_show, virsh_domains, wait_heartbeat,
@@ -27,7 +28,7 @@ from vmtest import (CMDLINE, INITRD, KERNEL, boots, check_virsh_agrees, cli_has_
 NODES = ["n1", "n2", "n3"]
 VMS = ["web", "db", "cache"]
 DEAF = "cache"          # its guest has no power button (acpi=off)
-GRACE_S = 30            # vireo's ACPI grace before it destroys a guest
+GRACE_S = T.HV_SHUTDOWN # vireo's ACPI grace before it destroys a guest
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

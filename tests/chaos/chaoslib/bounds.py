@@ -1,11 +1,13 @@
-"""Every bound the chaos checks use, derived from the lab's token like
-cluster/timeouts.h derives vireod's (one base value: TOKEN_S)."""
+"""Every bound the chaos checks use, derived from the lab's token: vireod's
+own timeouts come from cluster/timeouts.h through tests/integration/timeouts.py,
+the margins are multiples of the token."""
+from timeouts import T
 
-TOKEN_S = 1.0                         # the lab's corosync token (tools/lab/labconf.py)
-DETECTION_S = 2.2 * TOKEN_S           # VIREO_DETECTION_MS: token loss to a new membership
-FENCE_DELAY_S = 1.0 * TOKEN_S         # VIREO_FENCE_DELAY_MS
-SELF_FENCE_S = 0.5 * TOKEN_S          # VIREO_SELF_FENCE_MS
-WATCHDOG_S = 5.0 * TOKEN_S            # VIREO_WATCHDOG_TIMEOUT_MS: a hung vireod's guests die
+TOKEN_S = T.TOKEN                     # the lab's corosync token (tools/lab/labconf.py)
+DETECTION_S = T.DETECTION             # VIREO_DETECTION_MS: token loss to a new membership
+FENCE_DELAY_S = T.FENCE_DELAY         # VIREO_FENCE_DELAY_MS
+SELF_FENCE_S = T.SELF_FENCE           # VIREO_SELF_FENCE_MS
+WATCHDOG_S = T.WATCHDOG_TIMEOUT       # VIREO_WATCHDOG_TIMEOUT_MS: a hung vireod's guests die
 # Define, start and the test guest's boot to its first heartbeat take ~2 s on
 # an idle machine; the lab runs every host, guest and this observer on two
 # cores, so the bounds carry a generous margin for scheduling noise.
