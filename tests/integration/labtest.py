@@ -143,6 +143,33 @@ def converged(lab, nodes):
     return len(digests) == 1
 
 
+def log_loop_stalls(lab):
+    """Logs each live host's longest main-loop stall since its vireod
+    started (node/loop_stall.c); best effort, after the test body. One of a
+    token or more delays the watchdog's feed and corosync's dispatch."""
+    from timeouts import LAB_TOKEN_MS
+    try:
+        nodes = [n["name"] for n in json.loads(lab.run("status", "--json").stdout)["nodes"]]
+    except Exception:
+        return
+    seen = []
+    for n in nodes:
+        try:
+            rc, out, _ = lab.vireo(n, "status", "--json", "--timeout", "3", timeout=10)
+            st = json.loads(out) if rc == 0 else None
+        except Exception:
+            st = None
+        if st and "loop_stall_max_ms" in st:
+            seen.append((n, st["loop_stall_max_ms"], st.get("loop_stall_cause") or "-"))
+    if not seen:
+        return
+    log("main loop, longest stall per host: " + ", ".join(
+        f"{n} {ms} ms ({cause})" for n, ms, cause in seen) + f"; token {LAB_TOKEN_MS} ms")
+    for n, ms, cause in seen:
+        if ms >= LAB_TOKEN_MS:
+            log(f"WARNING: vireod on {n} held its main loop {ms} ms in {cause}: a token or more")
+
+
 def main(test_fn, name):
     """Runs test_fn(lab) with a fresh lab; always tears it down and checks cleanup."""
     if os.geteuid() != 0:
@@ -156,10 +183,12 @@ def main(test_fn, name):
     try:
         lab.down()
         test_fn(lab)
+        log_loop_stalls(lab)
         log("PASS")
     except TestFailure as e:
         log(f"FAIL: {e}")
         rc = 1
+        log_loop_stalls(lab)
         dump_logs(lab)
     finally:
         # VIREO_KEEP_LAB=1: a failed test leaves its lab to look into.

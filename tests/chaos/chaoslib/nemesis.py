@@ -162,6 +162,7 @@ class Nemesis:
         self.threads = []
         self.results = {}          # kind -> {"injected": n, "errors": n}
         self.injections = []       # (t, kind, hosts, guest): what each fault hit, when
+        self.pauses = []           # (host, wall start, wall end): vireod or the host stopped
         self.host_lock = {h: threading.Lock() for h in model.hosts}
         self.lab_lock = threading.Lock()
 
@@ -335,10 +336,12 @@ class Nemesis:
         h = f["host"]
         with lock:
             self.freeze(h, "FROZEN")
+            t = time.time()
             self.hit(f["kind"], [h])
             self.model.change(h, frozen=True)
             self._hold(f["seconds"])
             self.freeze(h, "THAWED")
+            self.pauses.append((h, t, time.time()))
             self.model.change(h, frozen=False)
         self.timeline.add(f"fault {f['id']}: {h} frozen for {f['seconds']} s")
 
@@ -357,6 +360,7 @@ class Nemesis:
                 self.timeline.add(f"fault {f['id']}: no vireod on {h} to pause")
                 return
             os.kill(pid, signal.SIGSTOP)
+            t = time.time()
             self.hit(f["kind"], [h])
             self.model.change(h, vireod_stopped=True)
             self._hold(f["seconds"])
@@ -364,6 +368,7 @@ class Nemesis:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass               # the watchdog killed the hung vireod
+            self.pauses.append((h, t, time.time()))
             self.model.change(h, vireod_stopped=False)
             self.timeline.add(f"fault {f['id']}: vireod on {h} stopped for {f['seconds']} s")
             if f["seconds"] >= bounds.WATCHDOG_S - 0.5:

@@ -39,12 +39,34 @@ def _ms(x):
 
 
 SLOWEST = 5      # recoveries listed one by one, to look into
-STALL_RE = re.compile(r"the main loop stalled (\d+) ms in (.*) \(longest so far")
+STALL_RE = re.compile(r"^(\w{3} +\d+ \d\d:\d\d:\d\d) .*the main loop stalled (\d+) ms in (.*) "
+                      r"\(longest so far")
+PAUSED = "the chaos's own pause of the process or host (SIGSTOP, freezer)"
 
 
-def loop_stalls(lab_dir):
+def _log_time(stamp):
+    """Wall-clock seconds of a vireod log stamp ("Dec 07 23:49:56", local time)."""
+    try:
+        t = time.strptime(f"{time.localtime().tm_year} {stamp}", "%Y %b %d %H:%M:%S")
+        return time.mktime(t)
+    except ValueError:
+        return None
+
+
+def _paused(pauses, host, end, ms):
+    """Whether a stall of host that ended at end (a log stamp, to the second)
+    and lasted ms falls in a pause the chaos made: then the loop did not
+    stall, the process did not run."""
+    if end is None:
+        return False
+    start = end - ms / 1000.0
+    return any(h == host and start <= pe + 1.0 and end + 1.0 >= ps for h, ps, pe in pauses)
+
+
+def loop_stalls(lab_dir, pauses=()):
     """[(ms, cause, host)] of every main-loop stall the hosts' vireods logged
-    (node/loop_stall.c logs each of a tenth of a token or more)."""
+    (node/loop_stall.c logs each of a tenth of a token or more); a stall
+    inside one of the chaos's pauses of that host has the cause PAUSED."""
     out = []
     if not lab_dir or not os.path.isdir(lab_dir):
         return out
@@ -55,26 +77,35 @@ def loop_stalls(lab_dir):
                 for line in f:
                     m = STALL_RE.search(line)
                     if m:
-                        out.append((int(m.group(1)), m.group(2), host))
+                        ms = int(m.group(2))
+                        cause = PAUSED if _paused(pauses, host, _log_time(m.group(1)), ms) \
+                            else m.group(3)
+                        out.append((ms, cause, host))
         except OSError:
             continue
     return out
 
 
 def stall_lines(stalls):
-    """The summary's lines about the stalls."""
-    if not stalls:
-        return ["main loop: no stall of a tenth of a token or more on any host"]
-    ms = [s[0] for s in stalls]
-    worst = max(stalls)
+    """The summary's lines about the stalls: those of the loop itself
+    first, then the chaos's pauses (the process did not run)."""
+    own = [s for s in stalls if s[1] != PAUSED]
+    paused = [s[0] for s in stalls if s[1] == PAUSED]
+    tail = [f"  {len(paused):5} more during the chaos's pauses of vireod or its host: max "
+            f"{max(paused)} ms (the process did not run; not the loop's doing)"] if paused else []
+    if not own:
+        return ["main loop: no stall of a tenth of a token or more on any host, "
+                "apart from the chaos's pauses", *tail]
+    ms = [s[0] for s in own]
+    worst = max(own)
     out = [f"main loop stalls of a tenth of a token or more: {len(ms)}, median {statistics.median(ms):.0f} ms, "
            f"max {worst[0]} ms (on {worst[2]}, in {worst[1]})"]
     by_cause = {}
-    for m, cause, _ in stalls:
+    for m, cause, _ in own:
         by_cause.setdefault(cause, []).append(m)
     for cause, xs in sorted(by_cause.items(), key=lambda kv: -max(kv[1]))[:5]:
         out.append(f"  {len(xs):5} in {cause}: median {statistics.median(xs):.0f} ms, max {max(xs)} ms")
-    return out
+    return out + tail
 
 
 def tables(args, faults, nemesis, workload, observer, wall_s, timeline, lab_dir=None):
@@ -135,7 +166,7 @@ def tables(args, faults, nemesis, workload, observer, wall_s, timeline, lab_dir=
     for k in sorted(workload.counts):
         if not k.startswith("migrate"):
             out.append(f"  {k:40} {workload.counts[k]:5}")
-    out += ["", *stall_lines(loop_stalls(lab_dir))]
+    out += ["", *stall_lines(loop_stalls(lab_dir, nemesis.pauses))]
     out += ["", f"observer: {observer.qemu.scans} QEMU scans, "
                 f"{sum(h.samples for h in observer.virsh.hosts.values())} virsh samples, "
                 f"{observer.lease_samples} lease samples, {observer.digest_checks} digest checks",
