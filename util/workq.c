@@ -91,7 +91,7 @@ static void *worker(void *data)
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		struct job *j;
+		struct job *j = NULL;
 
 		while (!q->stopping && !(j = take(q)))
 			pthread_cond_wait(&q->wake, &q->lock);
