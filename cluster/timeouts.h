@@ -52,8 +52,7 @@
 
 #include <stdint.h>
 
-/* Used when cmap cannot tell us (corosync's own default). */
-#define VIREO_DEFAULT_TOKEN_MS 1000u
+#include "util/token.h"        /* VIREO_DEFAULT_TOKEN_MS */
 
 /* corosync's consensus defaults to 1.2 x token; detection is token + consensus. */
 #define VIREO_CONSENSUS_MS(t)      ((uint32_t)((t) * 12u / 10u))

@@ -24,7 +24,9 @@
 #ifndef VIREO_HYPERVISOR_HV_TIMEOUTS_H
 #define VIREO_HYPERVISOR_HV_TIMEOUTS_H
 
-#include "cluster/timeouts.h"
+#include <stdint.h>
+
+#include "util/token.h"        /* VIREO_DEFAULT_TOKEN_MS */
 
 #define VIREO_HV_TOKEN_MS(t)          ((t) ? (t) : VIREO_DEFAULT_TOKEN_MS)
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/timeouts.h"
 #include "hypervisor/hv_timeouts.h"
 
 struct row {
