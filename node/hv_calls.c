@@ -77,6 +77,22 @@ static void start_work(struct node_hv_call *call, const struct hv_driver *drv, s
 	call->rc = rc;
 }
 
+/* A resume's goal is a running guest: one that runs already (libvirt's end
+ * of an incoming migration may resume it under us, or an earlier call did)
+ * is a success, not "domain is already running". */
+static void resume_work(struct node_hv_call *call, const struct hv_driver *drv, struct hv_conn *c)
+{
+	enum hv_vm_state st;
+
+	if ((call->rc = drv->resume(c, call->name)) == 0)
+		return;
+	snprintf(call->error, sizeof(call->error), "%s", drv->last_error(c));
+	if (drv->state(c, call->name, &st) == 0 && st == HV_STATE_RUNNING) {
+		call->rc = 0;
+		call->error[0] = '\0';
+	}
+}
+
 static void work(void *arg)
 {
 	struct node_hv_call *call = arg;
@@ -98,7 +114,7 @@ static void work(void *arg)
 		call->rc = drv->destroy(c, n);
 		break;
 	case NODE_HV_RESUME:
-		call->rc = drv->resume(c, n);
+		resume_work(call, drv, c);
 		break;
 	case NODE_HV_UNDEFINE:
 		call->rc = drv->undefine(c, n);
@@ -117,7 +133,7 @@ static void work(void *arg)
 		call->rc = drv->migrate_progress(c, n, &call->progress);
 		break;
 	}
-	if (call->rc < 0)
+	if (call->rc < 0 && !call->error[0])
 		snprintf(call->error, sizeof(call->error), "%s", drv->last_error(c));
 	if (call->rc < 0 && !call->error[0])
 		snprintf(call->error, sizeof(call->error), "%s", strerror(-call->rc));

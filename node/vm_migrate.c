@@ -635,9 +635,21 @@ static void target_resumed(struct node_daemon *d, const struct node_hv_call *cal
 
 	if (!r)
 		return;
+	if (call->rc < 0 && r->resumed_wall_ms) {
+		/* It ran after the first resume: the next pass looks again. */
+		qb_log(LOG_WARNING, "VM %s: cannot resume it again after its migration: %s",
+		       r->name, call->error);
+		node_vms_pass_soon(d, VIREO_MIGRATION_PROGRESS_MS(d->token_ms));
+		return;
+	}
 	if (call->rc < 0) {
 		snprintf(why, sizeof(why), "cannot resume the guest: %.250s", call->error);
 		propose_end(d, r, false, why, 0, 0);
+		return;
+	}
+	if (r->resumed_wall_ms) {
+		/* Asked again from a list that showed it paused: it runs. */
+		qb_log(LOG_INFO, "VM %s: runs here after its migration (resumed again)", r->name);
 		return;
 	}
 	vm = cluster_vm_find(cluster_engine_state(d->engine), r->name);

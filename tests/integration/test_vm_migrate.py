@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from labtest import Lab, check, log, main, wait_until
+from labtest import Lab, TestFailure, check, log, main, wait_until
 from vmtest import (boots, cli_has_vm, console_text, create, current_boot, ensure_guest,
                     heartbeats, vireo_json, virsh_domains, vm_cmd, vm_list, wait_heartbeat,
                     wait_heartbeats_go_on, wait_ready, wait_vm)
@@ -83,6 +83,24 @@ def check_same_boot(lab, name, boot, n_before, acked_before):
 FIRST_HEARTBEAT_S = 5.0
 
 
+def guest_story(lab, host):
+    """What libvirt and QEMU say of the guest on host, and the console's end:
+    whether a guest without heartbeats runs and writes elsewhere, or stopped."""
+    out = []
+    for cmd in (["virsh", "domstate", VM, "--reason"],
+                ["virsh", "qemu-monitor-command", VM, "--hmp", "info status"],
+                ["virsh", "qemu-monitor-command", VM, "--hmp", "info cpus"],
+                # Twice: a vCPU that spins stays at one RIP (RFL bit 9: interrupts on).
+                ["sh", "-c", f"for i in 1 2; do virsh qemu-monitor-command {VM} --hmp "
+                 "'info registers' | grep -o 'RIP=[0-9a-f]* RFL=[0-9a-f]*'; sleep 0.5; done"],
+                ["sh", "-c", f"tail -c 300 /var/log/libvirt/qemu/{VM}.log"]):
+        p = lab.exec(host, *cmd, timeout=20)
+        out.append(f"{' '.join(cmd[-3:])[:40]}: {(p.stdout + p.stderr).strip()!r}")
+    text = console_text(lab, VM)
+    out.append(f"console: {len(text)} bytes, ends {text[-300:]!r}")
+    return "; ".join(out)
+
+
 def one_migration(lab, target, live=False, extra=()):
     """Migrates VM to target and checks the guest went on; returns the result,
     with first_heartbeat_s: from the command's return to the guest's next
@@ -94,8 +112,11 @@ def one_migration(lab, target, live=False, extra=()):
     t_ret, (_, n_ret) = time.monotonic(), current_boot(lab, VM)
     check(res and res["ok"] and res["target"] == target and res["node"] == target,
           "the migration result is not a success on %s: %s", target, res)
-    wait_until(f"a heartbeat of {VM} on {target} after its migration",
-               lambda: current_boot(lab, VM)[1] > n_ret, FIRST_HEARTBEAT_S, interval=0.02)
+    try:
+        wait_until(f"a heartbeat of {VM} on {target} after its migration",
+                   lambda: current_boot(lab, VM)[1] > n_ret, FIRST_HEARTBEAT_S, interval=0.02)
+    except TestFailure as e:
+        raise TestFailure(f"{e}; {guest_story(lab, target)}")
     res["first_heartbeat_s"] = time.monotonic() - t_ret
     # libvirt removes the source's paused QEMU a moment after the handover.
     wait_until(f"libvirt running {VM} on {target} only",
