@@ -120,36 +120,43 @@ static void *worker(void *data)
 	return NULL;
 }
 
-/* On the loop: done() for every finished job, oldest first. */
+/* The oldest finished job (workers push at the head). Locked. */
+static struct job *oldest_finished(struct util_workq *q)
+{
+	struct job *j = q->finished;
+
+	while (j && j->next)
+		j = j->next;
+	return j;
+}
+
+/* On the loop: done() for every finished job, oldest first. Each stays on
+ * the finished list while its done() runs, so that its key is busy until
+ * then (a list answered in the same batch must not see the key free before
+ * the key's own answer has been taken in); only the loop removes from it. */
 static int32_t collect(int32_t fd, int32_t revents, void *data)
 {
 	struct util_workq *q = data;
-	struct job *list, *rev = NULL;
 	char buf[64];
 
 	while (read(fd, buf, sizeof(buf)) > 0)
 		;
-	pthread_mutex_lock(&q->lock);
-	list = q->finished;
-	q->finished = NULL;
-	pthread_mutex_unlock(&q->lock);
-	while (list) {
-		struct job *j = list;
+	for (;;) {
+		struct job *j;
 
-		list = j->next;
-		j->next = rev;
-		rev = j;
-	}
-	while (rev) {
-		struct job *j = rev;
-
-		rev = j->next;
+		pthread_mutex_lock(&q->lock);
+		j = oldest_finished(q);
+		pthread_mutex_unlock(&q->lock);
+		if (!j)
+			break;
 		j->done(j->arg, 0);
+		pthread_mutex_lock(&q->lock);
+		unlink_job(&q->finished, j);
+		/* This key's next job may go now. */
+		pthread_cond_broadcast(&q->wake);
+		pthread_mutex_unlock(&q->lock);
 		free(j);
 	}
-	pthread_mutex_lock(&q->lock);
-	pthread_cond_broadcast(&q->wake);
-	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
 

@@ -240,6 +240,34 @@ START_TEST(a_done_may_ask_the_queue_being_freed)
 }
 END_TEST
 
+static struct util_workq *batch_q;
+static bool key_busy_in_other_done;
+
+static void done_sees_key(void *arg, int rc)
+{
+	key_busy_in_other_done = util_workq_busy(batch_q, "k");
+	done(arg, rc);
+}
+
+START_TEST(a_key_is_busy_until_its_done_ran_even_in_one_batch)
+{
+	struct util_workq *q = new_queue(2);
+	struct rec first = { .key = 1 }, keyed = { .key = 0 };
+
+	batch_q = q;
+	/* Both finish before the loop runs: one batch, the unkeyed one first. */
+	ck_assert_int_eq(util_workq_submit(q, NULL, "a list", work, done_sees_key, &first), 0);
+	ck_assert_int_eq(util_workq_submit(q, "k", "a call", work, done, &keyed), 0);
+	usleep(100000);
+	run_until_done(2, 5000);
+	ck_assert_int_lt(first.order, keyed.order);
+	/* The list's answer came first: k's answer had not been taken in. */
+	ck_assert(key_busy_in_other_done);
+	ck_assert(!util_workq_busy(q, "k"));
+	util_workq_free(q, 1000);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("workq");
@@ -250,6 +278,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, a_hung_job_holds_only_its_key);
 	tcase_add_test(tc, free_cancels_what_never_ran);
 	tcase_add_test(tc, a_done_may_ask_the_queue_being_freed);
+	tcase_add_test(tc, a_key_is_busy_until_its_done_ran_even_in_one_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }
