@@ -94,6 +94,46 @@ static void destroyed(struct node_daemon *d, const struct node_hv_call *call)
 		fence_done(d);
 }
 
+static void fence_destroy(struct node_daemon *d, struct node_fence *f, const char *name, void *ctx)
+{
+	if (node_hv_submit(d, NODE_HV_DESTROY, name, destroyed, ctx) == 0) {
+		f->destroying++;
+	} else {
+		qb_log(LOG_ERR, "self-fencing: cannot destroy guest %s; the watchdog kills it", name);
+		f->fence_failed = true;
+	}
+}
+
+static bool listed_up(const struct node_hv_call *call, const char *name)
+{
+	for (size_t i = 0; i < call->n_vms; i++)
+		if (strcmp(call->vms[i].name, name) == 0)
+			return call->vms[i].state == HV_STATE_RUNNING ||
+			       call->vms[i].state == HV_STATE_PAUSED ||
+			       call->vms[i].state == HV_STATE_SHUTTING_DOWN;
+	return false;
+}
+
+/* A VM of this node with a call in flight (a start submitted just before
+ * quorum was lost) may run once that call ends, after the list: a destroy
+ * queued behind it (one VM's calls run in order) makes sure it does not. */
+static void fence_busy_vms(struct node_daemon *d, struct node_fence *f, const cluster_state *st,
+			   const struct node_hv_call *call)
+{
+	uint32_t me = d->engine ? cluster_engine_local_id(d->engine) : 0;
+
+	for (size_t i = 0; st && me && i < st->n_vms; i++) {
+		const Vireo__Vm *vm = st->vms[i];
+
+		if (vm->owner != me || listed_up(call, vm->spec->name) ||
+		    !node_hv_busy(d, vm->spec->name) || (!vm->spec->ha && !d->cfg.nonha_stop))
+			continue;
+		qb_log(LOG_WARNING, "self-fencing: guest %s has a hypervisor call in flight; "
+		       "destroying it after that call", vm->spec->name);
+		fence_destroy(d, f, vm->spec->name, call->ctx);
+	}
+}
+
 /* The list of a self-fence answered: destroys the guests that must not
  * outlive quorum here (guests of VMs the state does not know are left
  * alone). */
@@ -126,14 +166,9 @@ static void fence_listed(struct node_daemon *d, const struct node_hv_call *call)
 			       "= keep)", dom->name);
 			continue;
 		}
-		if (node_hv_submit(d, NODE_HV_DESTROY, dom->name, destroyed, call->ctx) == 0) {
-			f->destroying++;
-		} else {
-			qb_log(LOG_ERR, "self-fencing: cannot destroy guest %s; the watchdog kills it",
-			       dom->name);
-			f->fence_failed = true;
-		}
+		fence_destroy(d, f, dom->name, call->ctx);
 	}
+	fence_busy_vms(d, f, st, call);
 	if (--f->destroying == 0)
 		fence_done(d);
 }
