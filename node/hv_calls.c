@@ -35,6 +35,7 @@ struct node_hv_calls {
 	struct hv_conn *conn;
 	struct util_workq *q;
 	qb_loop_timer_handle watch_timer;
+	bool stopping;                    /* node_hv_calls_stop runs: answers are not acted on */
 	bool stalled;                     /* as last announced */
 	bool hang_logged;                 /* hv_hang_limit_ms passed, said so */
 	char why[400];
@@ -155,8 +156,10 @@ static void done(void *arg, int rc)
 	struct node_hv_call *call = arg;
 	struct node_daemon *d = call->d;
 
-	if (rc < 0) {
-		call->rc = rc;
+	/* At stop, a call that finished is not acted on either: the cluster
+	 * link is still up, and a pass would propose from it. */
+	if (rc < 0 || (d->hv && d->hv->stopping)) {
+		call->rc = -ECANCELED;
 		snprintf(call->error, sizeof(call->error), "vireod is stopping");
 	}
 	node_busy_begin(d, "a hypervisor call's answer");
@@ -383,6 +386,7 @@ bool node_hv_calls_stop(struct node_daemon *d)
 	if (!h)
 		return false;
 	qb_loop_timer_del(d->loop, h->watch_timer);
+	h->stopping = true;
 	abandoned = util_workq_free(h->q, HV_CALLS_STOP_WAIT_MS);
 	d->hv = NULL;
 	free(h);

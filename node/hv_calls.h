@@ -46,7 +46,8 @@ struct node_hv_call {
 	enum node_hv_kind kind;
 	char name[HV_NAME_MAX + 1];  /* the VM, "" for LIST */
 	void *ctx;                   /* the submitter's */
-	/* Results, valid in done(). rc -ECANCELED: vireod stops, nothing ran. */
+	/* Results, valid in done(). rc -ECANCELED: vireod stops (the call may
+	 * have run; nothing is to be done with it). */
 	int rc;
 	char error[640];             /* the driver's sentence when rc < 0 */
 	struct hv_vm_info *vms;      /* LIST; freed after done() */

@@ -160,7 +160,7 @@ static void prepare_done(struct node_daemon *d, void *arg, int rc)
 	}
 	if (!(names = made_names(j))) {
 		node_ipc_reply_outcome(j->call, VIREO__OUTCOME__OUTCOME_FAILED, "vireod is out of memory");
-		/* The names are in the job still: delete what was made. */
+		/* Out of memory for a delete job too: say what is left. */
 		for (size_t i = 0; i < j->n_made; i++)
 			qb_log(LOG_WARNING, "image %s was made for a VM that was not created; delete it "
 			       "with vireo-store-tool", j->owned[i].image);
