@@ -4,36 +4,31 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 #include <qb/qblog.h>
 
 #include "build-config.h"
 #include "cluster/persist.h"
+#include "util/clock.h"
 #include "util/workq.h"
 #include "cluster/timeouts.h"
 #include "node/daemon.h"
 
 #define NS_PER_MS 1000000ull
 
+/* vireod's clocks are util/clock.h's (libqb's monotonic clock). */
 uint64_t node_now_mono_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+	return util_mono_us();
 }
 
 uint64_t node_now_mono_ms(void)
 {
-	return node_now_mono_us() / 1000u;
+	return util_mono_ms();
 }
 
 int64_t node_now_wall_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / (long)NS_PER_MS;
+	return util_wall_ms();
 }
 
 static void schedule_reconnect(struct node_daemon *d);
